@@ -1,1 +1,5 @@
-"""See DESIGN §1."""
+"""Agents: the `Agent` protocol, scripted baselines, and model agents (transformers, vLLM, OpenAI-compatible)."""
+
+from mmsearch_gym.agents.base import Agent, AgentBase, Observation
+
+__all__ = ["Agent", "AgentBase", "Observation"]
