@@ -1,9 +1,12 @@
 """The `Agent` protocol every policy implements (DESIGN §8).
 
 An agent sees exactly what a model would see: the env's observation (`images` + chat `messages`)
-and returns its whole assistant turn as text. `reset(info)` starts an episode (the reset `info`,
-never the gold answer). `act_batch` lets batched models advance many episodes in one forward pass;
-`BatchedFromSingle` gives any single-episode agent a default `act_batch`.
+and returns its whole assistant turn as text. `reset(info)` starts an episode (the reset `info`:
+sample id and category, never the gold answer). `act_batch(observations, infos)` advances many
+episodes at once (one forward pass for batched models); `infos[i]` is the latest info of episode i.
+
+Agents keep no per-episode state beyond what `obs` and `info` carry (the turn number is the count
+of assistant messages in `obs`), so the same agent object can play interleaved episodes.
 """
 
 from __future__ import annotations
@@ -23,23 +26,26 @@ class Agent(Protocol):
 
 
 class AgentBase:
-    """Convenience base: a no-op `reset`, a default `act_batch` built on `act`, and an agent card."""
+    """Convenience base: `reset` keeps the episode's info in `self.info`; `act_batch` sets
+    `self.info` to each episode's latest info and calls `act`; `card()` describes the agent."""
 
     name: str = "agent"
+    info: Mapping[str, Any] = {}
 
-    def reset(self, info: Mapping[str, Any]) -> None:  # noqa: B027 - optional hook
-        pass
+    def reset(self, info: Mapping[str, Any]) -> None:
+        self.info = info
 
     def act(self, obs: Observation) -> str:
         raise NotImplementedError
 
-    def reset_batch(self, infos: Sequence[Mapping[str, Any]]) -> None:
-        """Start several episodes at once; single-episode agents keep no per-episode state here."""
-        for info in infos:
-            self.reset(info)
-
-    def act_batch(self, observations: Sequence[Observation]) -> list[str]:
-        return [self.act(obs) for obs in observations]
+    def act_batch(self, observations: Sequence[Observation], infos: Sequence[Mapping[str, Any]]) -> list[str]:
+        if len(observations) != len(infos):
+            raise ValueError(f"act_batch got {len(observations)} observations but {len(infos)} infos")
+        actions = []
+        for obs, info in zip(observations, infos):
+            self.info = info
+            actions.append(self.act(obs))
+        return actions
 
     def card(self) -> dict[str, Any]:
         """What the run manifest records about this agent (model, parameters, …)."""
