@@ -23,6 +23,7 @@ from mmsearch_gym.envs.prompts import PROMPT_STYLES, PromptSet, resolve_prompts
 from mmsearch_gym.envs.reward import RewardConfig, compute_reward, score_answer
 from mmsearch_gym.envs.search_config import resolve_search
 from mmsearch_gym.envs.spaces import ChatMessages, RGBImage, UnicodeText
+from mmsearch_gym.search.keys import image_digest
 from mmsearch_gym.search.render import Segment, render_results
 from mmsearch_gym.search.types import EncodedImage, QueryImage, SearchBackend, SearchResults
 
@@ -156,6 +157,7 @@ class ImageSearchVQAEnv(gym.Env[dict, str]):
         if self._search_allowed(parsed):
             self._run_search(parsed)
             info = self._info(action=parsed, score=None, fmt=None, action_truncated=truncated_action)
+            info["search"] = dict(episode.search_log[-1])
             return self._observation(), 0.0, False, False, info
 
         episode.done = True
@@ -235,8 +237,12 @@ class ImageSearchVQAEnv(gym.Env[dict, str]):
         episode.cache_hits += results.source == "cache_hit"
         episode.cache_misses += results.source == "cache_miss_empty"
         episode.search_log.append({
-            "kind": results.kind, "query": action.query, "items": len(results.items),
-            "error": results.error, "source": results.source,
+            "kind": results.kind,
+            "query": action.query,
+            "image_digest": image_digest(episode.images[0]) if results.kind == "image" else None,
+            "items": len(results.items),
+            "error": results.error,
+            "source": results.source,
         })
         segments = render_results(results, self.prompts, query=action.query or "")
         episode.messages.append({"role": "user", "content": self._results_parts(segments, follow_up)})

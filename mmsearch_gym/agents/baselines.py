@@ -1,0 +1,176 @@
+"""Model-free baseline agents: no-search, MMSearch-R1's RAG workflow, an oracle, and a scripted agent.
+
+They need no model and no GPU, so the offline benchmark runs anywhere, and they bracket what a model
+can do: the no-search agent shows the knowledge boundary, the RAG workflow always searches, and the
+oracle (which reads the gold answer) is the upper bound and a test tool for the whole pipeline.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from mmsearch_gym.agents.base import AgentBase, Observation
+from mmsearch_gym.agents.turns import (
+    answer_turn,
+    assistant_turns,
+    image_search_turn,
+    last_user_text,
+    message_text,
+    text_search_turn,
+)
+from mmsearch_gym.data.sample import VQASample
+
+# CSS-style named colours: a fixed palette a pixel-reading baseline can name.
+NAMED_COLORS: dict[str, tuple[int, int, int]] = {
+    "black": (0, 0, 0), "white": (255, 255, 255), "red": (220, 30, 30), "green": (30, 160, 60),
+    "blue": (30, 60, 210), "yellow": (240, 220, 40), "orange": (245, 140, 20), "purple": (130, 50, 170),
+    "pink": (245, 150, 190), "brown": (130, 80, 40), "grey": (128, 128, 128), "cyan": (40, 200, 220),
+}
+
+
+def dominant_color_name(pixels: np.ndarray, palette: Mapping[str, tuple[int, int, int]] = NAMED_COLORS) -> str:
+    """The palette name that the most pixels are closest to."""
+    names = list(palette)
+    colors = np.array([palette[name] for name in names], dtype=np.int32)
+    flat = pixels.reshape(-1, 3).astype(np.int32)[:: max(1, pixels.shape[0] * pixels.shape[1] // 4096)]
+    nearest = np.argmin(((flat[:, None, :] - colors[None, :, :]) ** 2).sum(axis=2), axis=1)
+    counts = np.bincount(nearest, minlength=len(names))
+    return names[int(np.argmax(counts))]
+
+
+class NoSearchAgent(AgentBase):
+    """Answers at once, never searches: colour questions from the pixels, anything else with a
+    fixed guess. The direct-answer baseline's behaviour without a model."""
+
+    name = "no-search"
+
+    def __init__(self, palette: Mapping[str, tuple[int, int, int]] = NAMED_COLORS, fallback: str = "unknown") -> None:
+        self.palette = dict(palette)
+        self.fallback = fallback
+
+    def act(self, obs: Observation) -> str:
+        question = last_user_text(obs).lower()
+        if "colour" in question or "color" in question:
+            return answer_turn("The colour covering most of the image answers this.",
+                               dominant_color_name(obs["images"][0], self.palette))
+        return answer_turn("I cannot tell this from the image and I will not search.", self.fallback)
+
+    def card(self) -> dict[str, Any]:
+        return {**super().card(), "palette": sorted(self.palette), "fallback": self.fallback}
+
+
+_TITLE_LINE = re.compile(r"^title: (.*)$", re.M)
+_TEXT_RESULT = re.compile(r"^\d+\. \((?:[^)\n]*)\) (.*)$", re.M)
+_QUESTION_LINE = re.compile(r"^Original user's question: (.*)$", re.M)
+_YEAR = re.compile(r"\b(1[0-9]{3}|20[0-9]{2})\b")
+_CAPITALISED = re.compile(r"\b([A-Z][a-z]+(?: [A-Z][a-z]+)*)")
+_TITLE_SEPARATORS = re.compile(r"\s+[-|:–—]\s+")
+_STOP = {"the", "a", "an", "of", "in", "on", "was", "is", "which", "what", "who", "when", "where", "this",
+         "with", "that", "by", "for", "to", "and", "did", "does", "shown", "image", "emblem", "organisation"}
+
+
+def entity_from_title(title: str) -> str:
+    """'Velmora Guild - Encyclopedia' → 'Velmora Guild' (page titles name the entity first)."""
+    return _TITLE_SEPARATORS.split(title.strip(), maxsplit=1)[0].strip()
+
+
+def _keywords(text: str) -> set[str]:
+    return {word for word in re.findall(r"[a-z0-9]+", text.lower()) if word not in _STOP}
+
+
+def extract_answer(question: str, passages: Sequence[str], entity: str) -> str:
+    """A model-free extractive reader: pick the passage sentence sharing most words with the
+    question, then the span the question type asks for (a year, a capitalised name, or the entity)."""
+    lowered = question.lower()
+    if "name" in lowered and ("what is" in lowered or "which" in lowered) and "founder" not in lowered:
+        return entity
+    sentences = [s.strip() for passage in passages for s in re.split(r"(?<=[.!?])\s+", passage) if s.strip()]
+    if not sentences:
+        return entity or "unknown"
+    wanted = _keywords(question)
+    best = max(sentences, key=lambda s: (len(wanted & _keywords(s)), -sentences.index(s)))
+    if "year" in lowered or lowered.startswith("when"):
+        match = _YEAR.search(best)
+        if match:
+            return match.group(1)
+    entity_words = set(entity.split())
+    names = [name for name in _CAPITALISED.findall(best)
+             if not set(name.split()) <= entity_words and name.split()[0] != "The"]
+    return names[-1] if names else (entity or "unknown")
+
+
+class RAGWorkflowAgent(AgentBase):
+    """MMSearch-R1's "RAG workflow" baseline: always an image search, then a text search built from
+    the top visual match and the question, then an extractive answer from the summaries."""
+
+    name = "rag"
+
+    def act(self, obs: Observation) -> str:
+        turn = assistant_turns(obs)
+        if turn == 0:
+            return image_search_turn("Identify what the image shows.")
+        results = last_user_text(obs)
+        question_match = _QUESTION_LINE.search(results)
+        question = question_match.group(1) if question_match else ""
+        titles = _TITLE_LINE.findall(message_text(obs["messages"][2]))
+        entity = entity_from_title(titles[0]) if titles else ""
+        if turn == 1:
+            query = " ".join(part for part in (entity, question) if part) or "image"
+            return text_search_turn("Look up the question about the matched entity.", query)
+        passages = _TEXT_RESULT.findall(results)
+        return answer_turn("Answer extracted from the search results.", extract_answer(question, passages, entity))
+
+
+class OracleAgent(AgentBase):
+    """Knows each sample's gold answer and its minimal search plan: an upper bound and a test tool.
+
+    The plan comes from `sample.meta["plan"]` (e.g. `["image_search", "text_search:Velmora Guild
+    founded", "answer"]`); without one, search-free samples are answered at once and search-required
+    ones after an image search.
+    """
+
+    name = "oracle"
+
+    def __init__(self, dataset: Sequence[VQASample]) -> None:
+        self._samples = {sample.id: sample for sample in dataset}
+
+    @staticmethod
+    def plan(sample: VQASample) -> list[str]:
+        plan = sample.meta.get("plan") if sample.meta else None
+        if plan:
+            return list(plan)
+        return ["answer"] if sample.category == "search_free" else ["image_search", "answer"]
+
+    def act(self, obs: Observation) -> str:
+        sample = self._samples[self.info["sample_id"]]
+        plan = self.plan(sample)
+        step = plan[min(assistant_turns(obs), len(plan) - 1)]
+        if step == "image_search":
+            return image_search_turn("I need to identify what the image shows.")
+        if step.startswith("text_search:"):
+            return text_search_turn("I need a fact about it.", step.split(":", 1)[1])
+        return answer_turn("I know the answer.", sample.answers[0])
+
+
+class ScriptedAgent(AgentBase):
+    """Plays fixed turns: the same list for every episode, a mapping sample id → list, or a callable
+    `(obs, info) -> str`. For tests, demos and replaying recorded trajectories."""
+
+    name = "scripted"
+
+    def __init__(self, script: Sequence[str] | Mapping[str, Sequence[str]] | Callable[[Observation, Mapping], str],
+                 name: str = "scripted") -> None:
+        self.script = script
+        self.name = name
+
+    def act(self, obs: Observation) -> str:
+        if callable(self.script):
+            return self.script(obs, self.info)
+        turns = self.script[self.info["sample_id"]] if isinstance(self.script, Mapping) else self.script
+        turn = assistant_turns(obs)
+        if turn >= len(turns):
+            raise ValueError(f"ScriptedAgent {self.name!r} has no turn {turn} for sample {self.info.get('sample_id')!r}")
+        return turns[turn]

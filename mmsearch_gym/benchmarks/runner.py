@@ -1,0 +1,225 @@
+"""`evaluate`: play every sample of a suite with an agent, record each episode, compute metrics.
+
+A run directory holds `manifest.json` (what was run), `episodes.jsonl` (one record per episode,
+written as it finishes) and `metrics.json` (derived from the records). Runs are resumable: started
+again on the same directory, only missing episodes are played, and the final metrics equal those
+of an uninterrupted run because episode i is always reset with seed `seed + i` and sample i.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import gymnasium as gym
+
+import mmsearch_gym
+from mmsearch_gym.agents.base import Agent
+from mmsearch_gym.benchmarks.metrics import compute_metrics
+from mmsearch_gym.benchmarks.records import RECORDS_FILE, RecordsFile, write_json_atomic
+from mmsearch_gym.data.sample import VQASample
+from mmsearch_gym.envs.grammar import parse_action
+from mmsearch_gym.registration import ENV_ID
+from mmsearch_gym.search.keys import image_digest
+from mmsearch_gym.search.types import SearchBackend
+
+MANIFEST_FILE = "manifest.json"
+METRICS_FILE = "metrics.json"
+# Manifest fields that must match when a run directory is resumed.
+_RESUME_KEYS = ("suite_hash", "cache_bundle_hash", "reward", "env", "seed", "agent")
+
+ProgressCallback = Callable[[int, int], None]
+
+
+def dataset_hash(samples: Sequence[VQASample]) -> str:
+    """sha256 over every sample's id, question, answers, category and image pixels."""
+    hasher = hashlib.sha256()
+    for sample in samples:
+        hasher.update(json.dumps([sample.id, sample.question, list(sample.answers), list(sample.candidate_answers),
+                                  sample.category], ensure_ascii=False).encode("utf-8"))
+        hasher.update(image_digest(sample.rgb()).encode())
+    return hasher.hexdigest()
+
+
+@dataclass
+class RunSpec:
+    """What to run: the samples, the search backend and the env settings."""
+
+    samples: Sequence[VQASample]
+    search: SearchBackend
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    suite_name: str = "custom"
+    suite_hash: str | None = None
+    cache_bundle_hash: str | None = None
+
+    def make_env(self) -> gym.Env:
+        return gym.make(ENV_ID, dataset=self.samples, search=self.search, **self.env_kwargs)
+
+
+def _agent_card(agent: Agent) -> dict[str, Any]:
+    card = agent.card() if hasattr(agent, "card") else {"name": getattr(agent, "name", type(agent).__name__)}
+    return json.loads(json.dumps(card, sort_keys=True, default=str))
+
+
+def build_manifest(spec: RunSpec, agent: Agent, env: gym.Env) -> dict[str, Any]:
+    unwrapped = env.unwrapped
+    return {
+        "package": "mmsearch-gym",
+        "package_version": mmsearch_gym.__version__,
+        "env_id": ENV_ID,
+        "suite": spec.suite_name,
+        "suite_hash": spec.suite_hash or dataset_hash(spec.samples),
+        "episodes": len(spec.samples),
+        "search_backend": unwrapped.search.backend_id,
+        "cache_bundle_hash": spec.cache_bundle_hash,
+        "reward": unwrapped.reward_config.to_dict(),
+        "env": {
+            "max_turns": unwrapped.max_turns,
+            "image_search_limit": unwrapped.image_search_limit,
+            "text_search_limit": unwrapped.text_search_limit,
+            "prompt_style": unwrapped.prompt_style,
+            "top_k": unwrapped.top_k,
+            "max_action_chars": unwrapped.max_action_chars,
+        },
+        "seed": spec.seed,
+        "agent": _agent_card(agent),
+    }
+
+
+def _check_resume(out_dir: Path, manifest: dict[str, Any]) -> None:
+    path = out_dir / MANIFEST_FILE
+    if not path.exists():
+        return
+    previous = json.loads(path.read_text(encoding="utf-8"))
+    for key in _RESUME_KEYS:
+        if previous.get(key) != manifest.get(key):
+            raise ValueError(
+                f"{out_dir} holds a different run ({key} was {previous.get(key)!r}, now {manifest.get(key)!r}); "
+                "use another --out directory or delete this one")
+
+
+@dataclass
+class _Slot:
+    """One episode in flight."""
+
+    index: int
+    env: gym.Env
+    obs: Mapping[str, Any]
+    info: dict[str, Any]
+    actions: list[str] = field(default_factory=list)
+    searches: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _start(slot_env: gym.Env, index: int, seed: int) -> _Slot:
+    obs, info = slot_env.reset(seed=seed + index, options={"index": index})
+    return _Slot(index=index, env=slot_env, obs=obs, info=info)
+
+
+def _record(slot: _Slot, sample: VQASample, final_info: dict[str, Any], reward: float,
+            error: str | None = None) -> dict[str, Any]:
+    return {
+        "index": slot.index,
+        "sample_id": sample.id,
+        "category": sample.category,
+        "needs": sample.meta.get("needs") if sample.meta else None,
+        "actions": slot.actions,
+        "parsed": [{"kind": a.kind, "answer": a.answer, "query": a.query, "reason": a.reason}
+                   for a in map(parse_action, slot.actions)],
+        "searches_made": slot.searches,
+        "answer": final_info.get("answer"),
+        "reward": round(float(reward), 10),
+        "score": float(final_info.get("score", 0.0)),
+        "format_score": int(final_info.get("format_score", 0)),
+        "turns": int(final_info.get("turn", len(slot.actions))),
+        "searches": int(final_info.get("searches", 0)),
+        "image_searches": int(final_info.get("image_searches", 0)),
+        "text_searches": int(final_info.get("text_searches", 0)),
+        "tool_errors": int(final_info.get("tool_errors", 0)),
+        "cache_hits": int(final_info.get("cache_hits", 0)),
+        "cache_misses": int(final_info.get("cache_misses", 0)),
+        "messages": [dict(m) for m in slot.obs["messages"]],
+        "image_digests": [image_digest(image) for image in slot.obs["images"]],
+        "error": error,
+    }
+
+
+def _act(agent: Agent, slots: Sequence[_Slot]) -> list[str | Exception]:
+    """Actions for every slot; an agent failure is attributed to its episode, never kills the run."""
+    if not hasattr(agent, "act_batch"):
+        return [_safe(lambda slot=slot: agent.act(slot.obs)) for slot in slots]
+    try:
+        return list(agent.act_batch([s.obs for s in slots], [s.info for s in slots]))
+    except Exception as error:  # noqa: BLE001 - find which episode failed by asking one at a time
+        if len(slots) == 1:
+            return [error]
+    return [_safe(lambda slot=slot: agent.act_batch([slot.obs], [slot.info])[0]) for slot in slots]
+
+
+def _safe(call: Callable[[], str]) -> str | Exception:
+    try:
+        return call()
+    except Exception as error:  # noqa: BLE001
+        return error
+
+
+def evaluate(agent: Agent, spec: RunSpec, out_dir: str | Path, *, batch_size: int = 1,
+             progress: ProgressCallback | None = None) -> dict[str, Any]:
+    """Play every sample of `spec` with `agent`, writing the run directory `out_dir`; returns metrics."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    envs = [spec.make_env() for _ in range(min(batch_size, len(spec.samples)))]
+    manifest = build_manifest(spec, agent, envs[0])
+    _check_resume(out_dir, manifest)
+    write_json_atomic(out_dir / MANIFEST_FILE, manifest)
+
+    records = RecordsFile(out_dir / RECORDS_FILE)
+    pending = [index for index in range(len(spec.samples)) if index not in records]
+    total = len(spec.samples)
+    if progress:
+        progress(len(records), total)
+    queue = iter(pending)
+    slots: list[_Slot] = []
+    for env in envs:
+        index = next(queue, None)
+        if index is None:
+            break
+        slots.append(_start(env, index, spec.seed))
+        agent.reset(slots[-1].info)
+
+    while slots:
+        actions = _act(agent, slots)
+        still_running: list[_Slot] = []
+        for slot, action in zip(slots, actions):
+            sample = spec.samples[slot.index]
+            finished: dict[str, Any] | None = None
+            if isinstance(action, Exception):
+                finished = _record(slot, sample, slot.info, 0.0, error=f"{type(action).__name__}: {action}")
+            else:
+                slot.actions.append(action)
+                slot.obs, reward, terminated, truncated, slot.info = slot.env.step(action)
+                if "search" in slot.info:
+                    slot.searches.append(slot.info["search"])
+                if terminated or truncated:
+                    finished = _record(slot, sample, slot.info, float(reward))
+            if finished is None:
+                still_running.append(slot)
+                continue
+            records.append(finished)
+            if progress:
+                progress(len(records), total)
+            index = next(queue, None)
+            if index is not None:
+                new_slot = _start(slot.env, index, spec.seed)
+                agent.reset(new_slot.info)
+                still_running.append(new_slot)
+        slots = still_running
+
+    metrics = compute_metrics(records.ordered())
+    write_json_atomic(out_dir / METRICS_FILE, metrics)
+    return metrics
