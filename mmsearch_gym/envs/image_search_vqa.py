@@ -3,7 +3,10 @@
 One episode = one visual question. Each `step` takes the model's whole assistant turn. A turn that
 ends in an allowed search (within its limit, before the last turn) calls the search backend and the
 results come back as the next user turn; every other turn ends the episode and is scored as the
-final turn (DESIGN §2–4). `step` never raises because of what the model wrote or of a failing backend.
+final turn (DESIGN §2–4). `step` never raises because of what the model wrote or of a failing backend;
+the only search errors it lets through are a strict-replay `CacheMiss` and a `CorruptCacheEntry`,
+because those mean the evaluation cannot be reproduced, which must stop a run rather than be shown
+to the model as a tool error.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from mmsearch_gym.envs.prompts import PROMPT_STYLES, PromptSet, resolve_prompts
 from mmsearch_gym.envs.reward import RewardConfig, compute_reward, score_answer
 from mmsearch_gym.envs.search_config import resolve_search
 from mmsearch_gym.envs.spaces import ChatMessages, RGBImage, UnicodeText
+from mmsearch_gym.search.errors import CacheMiss, CorruptCacheEntry
 from mmsearch_gym.search.keys import image_digest
 from mmsearch_gym.search.render import Segment, render_results
 from mmsearch_gym.search.types import EncodedImage, QueryImage, SearchBackend, SearchResults
@@ -220,6 +224,8 @@ class ImageSearchVQAEnv(gym.Env[dict, str]):
                 results = self.search.text_search(action.query, self.top_k)
             if not isinstance(results, SearchResults) or results.kind != kind:
                 raise TypeError(f"backend returned {type(results).__name__} instead of {kind} SearchResults")
+        except (CacheMiss, CorruptCacheEntry):
+            raise  # not the model's doing: a strict replay that cannot be honoured must stop the run
         except Exception as error:  # noqa: BLE001 - a backend must never crash an episode
             return SearchResults.failed(kind, f"{type(error).__name__}: {error}")
         return results
