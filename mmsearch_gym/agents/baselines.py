@@ -22,13 +22,10 @@ from mmsearch_gym.agents.turns import (
     text_search_turn,
 )
 from mmsearch_gym.data.sample import VQASample
+from mmsearch_gym.data.synth.palette import PALETTE
 
-# CSS-style named colours: a fixed palette a pixel-reading baseline can name.
-NAMED_COLORS: dict[str, tuple[int, int, int]] = {
-    "black": (0, 0, 0), "white": (255, 255, 255), "red": (220, 30, 30), "green": (30, 160, 60),
-    "blue": (30, 60, 210), "yellow": (240, 220, 40), "orange": (245, 140, 20), "purple": (130, 50, 170),
-    "pink": (245, 150, 190), "brown": (130, 80, 40), "grey": (128, 128, 128), "cyan": (40, 200, 220),
-}
+# The synthetic suites' named palette: the colours a pixel-reading baseline can name.
+NAMED_COLORS: dict[str, tuple[int, int, int]] = {colour.name: colour.rgb for colour in PALETTE}
 
 
 def dominant_color_name(pixels: np.ndarray, palette: Mapping[str, tuple[int, int, int]] = NAMED_COLORS) -> str:

@@ -6,6 +6,7 @@ Suites and loaders register themselves here so the environment needs no knowledg
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence, Union
 
@@ -14,13 +15,31 @@ from mmsearch_gym.data.sample import VQASample
 SuiteFactory = Callable[[], Sequence[VQASample]]
 Loader = Callable[[Union[str, Path]], Sequence[VQASample]]
 
-SUITES: dict[str, SuiteFactory] = {}
+
+
+@dataclass(frozen=True)
+class SuiteEntry:
+    """A named suite: how to load its samples, and the recorded search cache bundle shipped with it
+    (what `search="replay"` replays when no `cache_path` is given)."""
+
+    load: SuiteFactory
+    cache_bundle: Path | None = None
+
+
+SUITES: dict[str, SuiteEntry] = {}
 LOADERS: dict[str, Loader] = {}
 DEFAULT_SUITE = "synth-mini"
 
 
-def register_suite(name: str, factory: SuiteFactory) -> None:
-    SUITES[name] = factory
+def register_suite(name: str, factory: SuiteFactory, cache_bundle: Path | None = None) -> None:
+    SUITES[name] = SuiteEntry(factory, cache_bundle)
+
+
+def suite_cache_bundle(dataset: Any) -> Path | None:
+    """The bundled cache of the suite named by `dataset` (None means the default suite), if any."""
+    name = DEFAULT_SUITE if dataset is None else dataset
+    entry = SUITES.get(name) if isinstance(name, str) else None
+    return entry.cache_bundle if entry else None
 
 
 def register_loader(name: str, loader: Loader) -> None:
@@ -57,7 +76,7 @@ def resolve_dataset(dataset: Any) -> tuple[VQASample, ...]:
         if dataset not in SUITES:
             known = ", ".join(sorted(SUITES)) or "none registered"
             raise ValueError(f"unknown dataset {dataset!r}; known suites: {known}")
-        return _checked(SUITES[dataset](), repr(dataset))
+        return _checked(SUITES[dataset].load(), repr(dataset))
     if isinstance(dataset, tuple) and len(dataset) == 2 and isinstance(dataset[0], str) \
             and isinstance(dataset[1], (str, Path)):
         name, path = dataset
