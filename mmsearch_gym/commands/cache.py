@@ -1,0 +1,137 @@
+"""`mmsearch-gym cache ...`: inspect search caches and move them around as bundles.
+
+Why a command line: sharing a recorded cache (export, verify the hash a leaderboard pins, import) is
+something people do by hand, outside Python.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mmsearch_gym.cache.bundle import (
+    CONFLICT_POLICIES, BundleError, BundleInfo, export_bundle, import_bundle, verify_bundle,
+)
+from mmsearch_gym.cache.store import SearchCache
+from mmsearch_gym.search.errors import CorruptCacheEntry
+
+app = typer.Typer(help="Inspect search caches; export, verify and import cache bundles.", no_args_is_help=True)
+
+
+def _fail(error: Exception) -> NoReturn:
+    typer.echo(f"error: {error}", err=True)
+    raise typer.Exit(1)
+
+
+def _open_existing(path: Path) -> SearchCache:
+    if path.is_file():
+        raise ValueError(f"{str(path)!r} is a file; for a bundle use `mmsearch-gym cache verify`")
+    return SearchCache(path, create=False)
+
+
+def _human(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"  # pragma: no cover
+
+
+def _bundle_table(info: BundleInfo, title: str) -> Table:
+    table = Table(title=title, show_header=False)
+    table.add_column("field", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    for name, value in (("file", info.path), ("sha256", info.sha256), ("format version", str(info.format_version)),
+                        ("entries", str(info.entry_count)), ("thumbnails", str(info.image_count)),
+                        ("backend ids", ", ".join(info.backend_ids) or "-"), ("size", _human(info.size_bytes))):
+        table.add_row(name, value)
+    return table
+
+
+def _print_bundle(info: BundleInfo, title: str) -> None:
+    Console().print(_bundle_table(info, title))
+    typer.echo(f"sha256 {info.sha256}")  # unwrapped, for scripts and leaderboards
+
+
+@app.command()
+def stats(cache: Path = typer.Argument(..., help="Search cache directory.")) -> None:
+    """Entries by backend id and kind, distinct thumbnails and size on disk."""
+    try:
+        with _open_existing(cache) as opened:
+            summary = opened.stats()
+    except (ValueError, OSError, CorruptCacheEntry) as error:
+        _fail(error)
+    table = Table(title=f"search cache {summary.directory}")
+    table.add_column("backend id")
+    table.add_column("image", justify="right")
+    table.add_column("text", justify="right")
+    table.add_column("total", justify="right")
+    for backend_id, counts in summary.by_backend.items():
+        table.add_row(backend_id, str(counts["image"]), str(counts["text"]), str(sum(counts.values())))
+    table.add_row("[bold]all[/bold]", "", "", f"[bold]{summary.entries}[/bold]")
+    console = Console()
+    console.print(table)
+    console.print(f"thumbnails: {summary.images}   size on disk: {_human(summary.size_bytes)}")
+
+
+@app.command("list")
+def list_entries(cache: Path = typer.Argument(..., help="Search cache directory."),
+                 limit: int = typer.Option(50, "--limit", "-n", min=0, help="Rows to show (0: all).")) -> None:
+    """Cached searches: backend id, kind, top_k, query text or image digest, result count."""
+    try:
+        with _open_existing(cache) as opened:
+            table = Table(title=f"search cache {opened.directory}")
+            for column in ("backend id", "kind", "top_k", "query / image digest", "results"):
+                table.add_column(column)
+            shown = 0
+            for entry in opened.entries():
+                if limit and shown >= limit:
+                    break
+                table.add_row(entry.backend_id, entry.kind, str(entry.top_k),
+                              entry.query if entry.query is not None else str(entry.image_digest),
+                              str(len(entry.results.items)))
+                shown += 1
+    except (ValueError, OSError, CorruptCacheEntry) as error:
+        _fail(error)
+    Console().print(table)
+
+
+@app.command("export")
+def export_command(cache: Path = typer.Argument(..., help="Search cache directory."),
+                   output: Path = typer.Option(..., "--output", "-o", help="Bundle file to write.")) -> None:
+    """Write the cache to one portable bundle file (same cache, same bytes)."""
+    try:
+        with _open_existing(cache) as opened:
+            info = export_bundle(opened, output)
+    except (ValueError, OSError, CorruptCacheEntry) as error:
+        _fail(error)
+    _print_bundle(info, "exported bundle")
+
+
+@app.command("import")
+def import_command(bundle: Path = typer.Argument(..., help="Bundle file."),
+                   cache: Path = typer.Argument(..., help="Search cache directory (created when missing)."),
+                   on_conflict: str = typer.Option("error", help=f"One of {', '.join(CONFLICT_POLICIES)}.")
+                   ) -> None:
+    """Verify a bundle and add its entries to a cache (nothing is written unless all of it is valid)."""
+    try:
+        info = import_bundle(bundle, cache, on_conflict=on_conflict)  # type: ignore[arg-type]
+    except (BundleError, ValueError, OSError, CorruptCacheEntry) as error:
+        _fail(error)
+    _print_bundle(info, f"imported into {cache}")
+
+
+@app.command()
+def verify(bundle: Path = typer.Argument(..., help="Bundle file.")) -> None:
+    """Re-read a bundle and recompute its hashes; exit status 1 when anything is wrong."""
+    try:
+        info = verify_bundle(bundle)
+    except (BundleError, OSError) as error:
+        _fail(error)
+    _print_bundle(info, "bundle OK")
+
