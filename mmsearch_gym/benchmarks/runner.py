@@ -103,7 +103,7 @@ def _check_resume(out_dir: Path, manifest: dict[str, Any]) -> None:
 
 
 @dataclass
-class _Slot:
+class EpisodeSlot:
     """One episode in flight."""
 
     index: int
@@ -114,12 +114,12 @@ class _Slot:
     searches: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _start(slot_env: gym.Env, index: int, seed: int) -> _Slot:
+def start_episode(slot_env: gym.Env, index: int, seed: int) -> EpisodeSlot:
     obs, info = slot_env.reset(seed=seed + index, options={"index": index})
-    return _Slot(index=index, env=slot_env, obs=obs, info=info)
+    return EpisodeSlot(index=index, env=slot_env, obs=obs, info=info)
 
 
-def _record(slot: _Slot, sample: VQASample, final_info: dict[str, Any], reward: float,
+def episode_record(slot: EpisodeSlot, sample: VQASample, final_info: dict[str, Any], reward: float,
             error: str | None = None) -> dict[str, Any]:
     return {
         "index": slot.index,
@@ -147,7 +147,7 @@ def _record(slot: _Slot, sample: VQASample, final_info: dict[str, Any], reward: 
     }
 
 
-def _act(agent: Agent, slots: Sequence[_Slot]) -> list[str | Exception]:
+def _act(agent: Agent, slots: Sequence[EpisodeSlot]) -> list[str | Exception]:
     """Actions for every slot; an agent failure is attributed to its episode, never kills the run."""
     if not hasattr(agent, "act_batch"):
         return [_safe(lambda slot=slot: agent.act(slot.obs)) for slot in slots]
@@ -184,29 +184,29 @@ def evaluate(agent: Agent, spec: RunSpec, out_dir: str | Path, *, batch_size: in
     if progress:
         progress(len(records), total)
     queue = iter(pending)
-    slots: list[_Slot] = []
+    slots: list[EpisodeSlot] = []
     for env in envs:
         index = next(queue, None)
         if index is None:
             break
-        slots.append(_start(env, index, spec.seed))
+        slots.append(start_episode(env, index, spec.seed))
         agent.reset(slots[-1].info)
 
     while slots:
         actions = _act(agent, slots)
-        still_running: list[_Slot] = []
+        still_running: list[EpisodeSlot] = []
         for slot, action in zip(slots, actions):
             sample = spec.samples[slot.index]
             finished: dict[str, Any] | None = None
             if isinstance(action, Exception):
-                finished = _record(slot, sample, slot.info, 0.0, error=f"{type(action).__name__}: {action}")
+                finished = episode_record(slot, sample, slot.info, 0.0, error=f"{type(action).__name__}: {action}")
             else:
                 slot.actions.append(action)
                 slot.obs, reward, terminated, truncated, slot.info = slot.env.step(action)
                 if "search" in slot.info:
                     slot.searches.append(slot.info["search"])
                 if terminated or truncated:
-                    finished = _record(slot, sample, slot.info, float(reward))
+                    finished = episode_record(slot, sample, slot.info, float(reward))
             if finished is None:
                 still_running.append(slot)
                 continue
@@ -215,7 +215,7 @@ def evaluate(agent: Agent, spec: RunSpec, out_dir: str | Path, *, batch_size: in
                 progress(len(records), total)
             index = next(queue, None)
             if index is not None:
-                new_slot = _start(slot.env, index, spec.seed)
+                new_slot = start_episode(slot.env, index, spec.seed)
                 agent.reset(new_slot.info)
                 still_running.append(new_slot)
         slots = still_running
