@@ -106,14 +106,9 @@ class PinnedSuite:
 
 
 def _load_samples(suite: str | os.PathLike[str]) -> tuple[VQASample, ...]:
-    from mmsearch_gym.data.suite_io import read_suite
     from mmsearch_gym.data.suites import resolve_dataset
 
-    if Path(suite).is_dir():
-        return tuple(read_suite(suite))
-    if isinstance(suite, str):
-        return resolve_dataset(suite)
-    raise ValueError(f"suite {str(suite)!r} is neither a suite directory nor a registered suite name")
+    return resolve_dataset(Path(suite) if Path(suite).is_dir() else suite)
 
 
 SpecResolver = Callable[[Mapping[str, Any]], Union[PinnedSuite, RunSpec]]

@@ -1,6 +1,7 @@
 """Turning the env's `dataset=` argument into a sequence of `VQASample`s.
 
-Accepted: a sequence of samples; a registered suite name; `(loader_name, path)` for a benchmark file.
+Accepted: a sequence of samples; a registered suite name; a suite directory; `(loader_name, path)` or
+the string `loader:path` for a benchmark file.
 Suites and loaders register themselves here so the environment needs no knowledge of them.
 """
 
@@ -14,7 +15,6 @@ from mmsearch_gym.data.sample import VQASample
 
 SuiteFactory = Callable[[], Sequence[VQASample]]
 Loader = Callable[[Union[str, Path]], Sequence[VQASample]]
-
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,21 @@ def _checked(samples: Sequence[Any], origin: str) -> tuple[VQASample, ...]:
     return samples
 
 
+def _from_string(spec: str) -> tuple[VQASample, ...]:
+    """A suite directory, or `loader:path` (e.g. `fvqa:data/fvqa_test.parquet`)."""
+    if Path(spec).is_dir():
+        from mmsearch_gym.data.suite_io import read_suite
+
+        return _checked(read_suite(spec), repr(spec))
+    name, separator, path = spec.partition(":")
+    if separator and name in LOADERS:
+        return _checked(LOADERS[name](path), repr(spec))
+    known = ", ".join(sorted(SUITES)) or "none registered"
+    raise ValueError(
+        f"unknown dataset {spec!r}: not a suite name (known: {known}), a suite directory, or "
+        f"LOADER:PATH with a loader among {', '.join(sorted(LOADERS)) or 'none registered'}")
+
+
 def resolve_dataset(dataset: Any) -> tuple[VQASample, ...]:
     """The samples named by the env's `dataset=` argument, or a ValueError naming what was wrong."""
     if dataset is None:
@@ -72,10 +87,9 @@ def resolve_dataset(dataset: Any) -> tuple[VQASample, ...]:
                 "dataset= a sequence of VQASample objects, a suite name, or (loader, path), e.g. "
                 "gym.make('ImageSearchVQA-v0', dataset=[VQASample(...)], search=StaticSearchBackend(...))"
             )
+    if isinstance(dataset, Path) or (isinstance(dataset, str) and dataset not in SUITES):
+        return _from_string(str(dataset))
     if isinstance(dataset, str):
-        if dataset not in SUITES:
-            known = ", ".join(sorted(SUITES)) or "none registered"
-            raise ValueError(f"unknown dataset {dataset!r}; known suites: {known}")
         return _checked(SUITES[dataset].load(), repr(dataset))
     if isinstance(dataset, tuple) and len(dataset) == 2 and isinstance(dataset[0], str) \
             and isinstance(dataset[1], (str, Path)):

@@ -20,7 +20,7 @@ import numpy as np
 from gymnasium import spaces
 
 from mmsearch_gym.data.sample import VQASample
-from mmsearch_gym.data.suites import resolve_dataset
+from mmsearch_gym.data.suites import resolve_dataset, suite_cache_bundle
 from mmsearch_gym.envs.grammar import Action, format_score, parse_action
 from mmsearch_gym.envs.prompts import PROMPT_STYLES, PromptSet, resolve_prompts
 from mmsearch_gym.envs.reward import RewardConfig, compute_reward, score_answer
@@ -109,7 +109,7 @@ class ImageSearchVQAEnv(gym.Env[dict, str]):
             raise ValueError(f"reward must be a RewardConfig or a dict of its fields, got {reward!r}")
 
         self.dataset: tuple[VQASample, ...] = resolve_dataset(dataset)
-        self.search: SearchBackend = resolve_search(search, cache_path, dataset_is_default=dataset is None)
+        self.search: SearchBackend = resolve_search(search, cache_path, suite_cache_bundle(dataset))
         self.max_turns = max_turns
         self.image_search_limit = image_search_limit
         self.text_search_limit = text_search_limit

@@ -8,6 +8,7 @@ itself for live search) rather than guessed from a string.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from mmsearch_gym.search.types import SearchBackend
@@ -15,19 +16,10 @@ from mmsearch_gym.search.types import SearchBackend
 SEARCH_MODES = ("live", "record", "replay", "replay_or_empty")
 
 
-def default_search() -> SearchBackend:
-    """The search used with the default dataset and no `search=`: strict replay of the bundled suite's
-    recorded cache. The bundled suite fills this in; until then it is a clear error."""
-    raise ValueError(
-        "no search backend: the bundled suite's recorded search cache is not available yet; pass "
-        "search= a SearchBackend (e.g. mmsearch_gym.search.StaticSearchBackend(...)) or "
-        "search='replay' with cache_path= a recorded cache directory or bundle")
-
-
-def resolve_search(search: Any, cache_path: Any, dataset_is_default: bool) -> SearchBackend:
+def resolve_search(search: Any, cache_path: Any, default_cache: Path | None = None) -> SearchBackend:
     """A backend object is used as it is; "replay"/"replay_or_empty" replay `cache_path` (a cache
-    directory or bundle file); `search=None` replays `cache_path` strictly when one is given, else the
-    default dataset's bundled cache."""
+    directory or bundle file), or `default_cache` (the named suite's bundled recording) when no
+    `cache_path` is given; `search=None` means strict replay."""
     if search is not None and not isinstance(search, str):
         if not isinstance(search, SearchBackend):
             raise ValueError(
@@ -39,10 +31,10 @@ def resolve_search(search: Any, cache_path: Any, dataset_is_default: bool) -> Se
                 "record a backend's searches pass search=mmsearch_gym.cache.CachedSearchBackend(backend, "
                 "cache_path, mode='record')")
         return search
+    if cache_path is None:
+        cache_path = default_cache
     if search is None:
         if cache_path is None:
-            if dataset_is_default:
-                return default_search()
             raise ValueError(
                 "no search backend: pass search= a SearchBackend such as "
                 "mmsearch_gym.search.StaticSearchBackend(...), or search='replay' with cache_path= a "
