@@ -1,13 +1,27 @@
-"""The `mmsearch-gym` command line (typer)."""
+"""The `mmsearch-gym` command line (typer). Each command group lives in `mmsearch_gym.commands`."""
 
 from __future__ import annotations
 
 import typer
 
 import mmsearch_gym
+from mmsearch_gym.commands.cache import app as cache_app
+from mmsearch_gym.commands.evaluate import run_eval
+from mmsearch_gym.commands.leaderboard import leaderboard_app, submit_command, validate_command
 
-app = typer.Typer(help="mmsearch-gym: search-augmented VQA environments, caches, evaluation.",
-                  no_args_is_help=True)
+app = typer.Typer(help="mmsearch-gym: search-augmented VQA environments, search caches, evaluation, leaderboard.",
+                  no_args_is_help=False, invoke_without_command=True)
+app.add_typer(cache_app, name="cache", help="Inspect, export, import and verify search caches.")
+app.add_typer(leaderboard_app, name="leaderboard", help="Build the leaderboard site from submissions.")
+app.command("eval")(run_eval)
+app.command("submit")(submit_command)
+app.command("validate")(validate_command)
+
+
+@app.callback()
+def _root(ctx: typer.Context) -> None:
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
 
 
 @app.command()

@@ -74,6 +74,24 @@ def entity_from_title(title: str) -> str:
     return _TITLE_SEPARATORS.split(title.strip(), maxsplit=1)[0].strip()
 
 
+def entity_from_titles(titles: Sequence[str]) -> str:
+    """The name the top visual matches agree on: the capitalised phrase found in the most titles
+    (ties: the longer phrase, then the earlier title), so 'Travel diary: discovering Velmora Guild'
+    and 'Velmora Guild - Encyclopedia' give 'Velmora Guild'. A single title gives its lead phrase."""
+    if len(titles) < 2:
+        return entity_from_title(titles[0]) if titles else ""
+    votes: dict[str, tuple[int, int, int]] = {}
+    for position, title in enumerate(titles):
+        words = title.replace(":", " ").split()
+        phrases = {" ".join(words[i:j]) for i in range(len(words)) for j in range(i + 1, min(len(words), i + 4) + 1)
+                   if all(w[:1].isupper() for w in words[i:j]) and words[i] not in ("The", "A", "An")}
+        for phrase in phrases:
+            count, length, first = votes.get(phrase, (0, len(phrase), -position))
+            votes[phrase] = (count + 1, length, first)
+    best, (count, _, _) = max(votes.items(), key=lambda item: item[1]) if votes else ("", (0, 0, 0))
+    return best if count >= 2 else entity_from_title(titles[0])
+
+
 def _keywords(text: str) -> set[str]:
     return {word for word in re.findall(r"[a-z0-9]+", text.lower()) if word not in _STOP}
 
@@ -82,7 +100,8 @@ def extract_answer(question: str, passages: Sequence[str], entity: str) -> str:
     """A model-free extractive reader: pick the passage sentence sharing most words with the
     question, then the span the question type asks for (a year, a capitalised name, or the entity)."""
     lowered = question.lower()
-    if "name" in lowered and ("what is" in lowered or "which" in lowered) and "founder" not in lowered:
+    asks_identity = "name" in lowered or "belong" in lowered
+    if asks_identity and ("what is" in lowered or "which" in lowered) and "founder" not in lowered:
         return entity
     sentences = [s.strip() for passage in passages for s in re.split(r"(?<=[.!?])\s+", passage) if s.strip()]
     if not sentences:
@@ -112,8 +131,7 @@ class RAGWorkflowAgent(AgentBase):
         results = last_user_text(obs)
         question_match = _QUESTION_LINE.search(results)
         question = question_match.group(1) if question_match else ""
-        titles = _TITLE_LINE.findall(message_text(obs["messages"][2]))
-        entity = entity_from_title(titles[0]) if titles else ""
+        entity = entity_from_titles(_TITLE_LINE.findall(message_text(obs["messages"][2])))
         if turn == 1:
             query = " ".join(part for part in (entity, question) if part) or "image"
             return text_search_turn("Look up the question about the matched entity.", query)

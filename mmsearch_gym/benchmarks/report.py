@@ -14,26 +14,33 @@ def _pct(value: float) -> str:
 
 
 def comparison_table(results: Mapping[str, Mapping[str, Any]], title: str = "mmsearch-gym evaluation") -> Table:
-    """One row per agent: overall accuracy, search ratio, searches per episode, format rate, and
-    accuracy / search ratio per category (synthetic suites split search-required by what it needs)."""
+    """One column per agent, one row per figure: overall accuracy, search ratio, searches per episode,
+    format rate, reward, then accuracy and search ratio per category (synthetic suites split
+    search-required questions by what they need: image, or image + text), then errors."""
     groups = sorted({name for metrics in results.values() for name in _groups(metrics)})
     table = Table(title=title)
-    table.add_column("agent", style="bold")
-    for column in ("acc %", "search %", "searches/ep", "format %", "reward"):
-        table.add_column(column, justify="right")
+    table.add_column("", style="bold")
+    for agent in results:
+        table.add_column(agent, justify="right")
+    rows: list[tuple[str, Any]] = [
+        ("accuracy %", lambda m: _pct(m["accuracy"])),
+        ("search ratio %", lambda m: _pct(m["search_ratio"])),
+        ("searches / episode", lambda m: f"{m['searches_per_episode']:.2f}"),
+        ("format %", lambda m: _pct(m["format_rate"])),
+        ("mean reward", lambda m: f"{m['mean_reward']:.3f}"),
+    ]
     for group in groups:
-        table.add_column(f"acc % {group}", justify="right")
-        table.add_column(f"search % {group}", justify="right")
-    table.add_column("errors", justify="right")
-    for agent, metrics in results.items():
-        row = [agent, _pct(metrics["accuracy"]), _pct(metrics["search_ratio"]),
-               f"{metrics['searches_per_episode']:.2f}", _pct(metrics["format_rate"]), f"{metrics['mean_reward']:.3f}"]
-        for group in groups:
-            values = _groups(metrics).get(group)
-            row += [_pct(values["accuracy"]), _pct(values["search_ratio"])] if values else ["-", "-"]
-        row.append(str(metrics["tool_errors"] + metrics["agent_errors"]))
-        table.add_row(*row)
+        rows.append((f"  {group}: accuracy %", lambda m, g=group: _cell(m, g, "accuracy")))
+        rows.append((f"  {group}: search %", lambda m, g=group: _cell(m, g, "search_ratio")))
+    rows.append(("tool / agent errors", lambda m: f"{m['tool_errors']} / {m['agent_errors']}"))
+    for label, cell in rows:
+        table.add_row(label, *(cell(metrics) for metrics in results.values()))
     return table
+
+
+def _cell(metrics: Mapping[str, Any], group: str, key: str) -> str:
+    values = _groups(metrics).get(group)
+    return _pct(values[key]) if values else "-"
 
 
 def _groups(metrics: Mapping[str, Any]) -> Mapping[str, Mapping[str, Any]]:
