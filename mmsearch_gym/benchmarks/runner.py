@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping, Sequence
 import gymnasium as gym
 
 import mmsearch_gym
-from mmsearch_gym.agents.base import Agent
+from mmsearch_gym.agents.base import Agent, AgentBatchError, AgentError
 from mmsearch_gym.benchmarks.metrics import compute_metrics
 from mmsearch_gym.benchmarks.records import RECORDS_FILE, RecordsFile, write_json_atomic
 from mmsearch_gym.data.sample import VQASample
@@ -153,6 +153,9 @@ def _act(agent: Agent, slots: Sequence[EpisodeSlot]) -> list[str | Exception]:
         return [_safe(lambda slot=slot: agent.act(slot.obs)) for slot in slots]
     try:
         return list(agent.act_batch([s.obs for s in slots], [s.info for s in slots]))
+    except AgentBatchError as error:  # the agent says which episodes failed
+        return [error.errors.get(i, AgentError("no action")) if action is None else action
+                for i, action in enumerate(error.actions)]
     except Exception as error:  # noqa: BLE001 - find which episode failed by asking one at a time
         if len(slots) == 1:
             return [error]

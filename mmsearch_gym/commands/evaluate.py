@@ -21,10 +21,37 @@ from mmsearch_gym.search.errors import CacheMiss, CorruptCacheEntry
 console = Console()
 
 
-def _baselines() -> dict[str, Callable[[Sequence[VQASample]], Agent]]:
+BASELINE_NAMES = ("no-search", "rag", "oracle")
+MODEL_AGENTS = ("hf", "openai", "vllm")
+
+
+def _baseline(name: str, samples: Sequence[VQASample]) -> Agent:
     from mmsearch_gym.agents.baselines import NoSearchAgent, OracleAgent, RAGWorkflowAgent
 
-    return {"no-search": lambda _: NoSearchAgent(), "rag": lambda _: RAGWorkflowAgent(), "oracle": OracleAgent}
+    factories: dict[str, Callable[[], Agent]] = {
+        "no-search": NoSearchAgent, "rag": RAGWorkflowAgent, "oracle": lambda: OracleAgent(samples)}
+    return factories[name]()
+
+
+def _model_agent(name: str, model: Optional[str], base_url: Optional[str], options: dict[str, Any]) -> Agent:
+    """A model agent; its heavy imports (torch, transformers, vllm, httpx) happen only here."""
+    if not model:
+        _fail(f"--agent {name} needs --model ({'a served model name' if name == 'openai' else 'a local checkpoint directory'})")
+    if name == "hf":
+        from mmsearch_gym.agents.hf import TransformersAgent
+
+        return TransformersAgent(model, **options)
+    if name == "vllm":
+        from mmsearch_gym.agents.vllm import VLLMAgent
+
+        return VLLMAgent(model, **options)
+    if not base_url:
+        _fail("--agent openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
+    from mmsearch_gym.agents.openai_compat import OpenAICompatibleAgent
+
+    openai_options = {"max_tokens" if key == "max_new_tokens" else key: value for key, value in options.items()
+                      if key in ("temperature", "max_new_tokens", "seed")}
+    return OpenAICompatibleAgent(base_url, model, **openai_options)
 
 
 def _bundle_hash(cache_path: Optional[Path]) -> Optional[str]:
@@ -43,6 +70,12 @@ def _fail(message: str) -> None:
 def run_eval(
     suite: str = typer.Option("synth-mini", help="Suite name, suite directory, or LOADER:PATH (e.g. fvqa:test.parquet)."),
     agents: str = typer.Option("no-search,rag,oracle", help="Comma-separated baseline agents: no-search, rag, oracle."),
+    agent: Optional[str] = typer.Option(None, help="A model agent instead of the baselines: hf, openai or vllm."),
+    model: Optional[str] = typer.Option(None, help="Model agent: checkpoint directory (hf, vllm) or served model name (openai)."),
+    base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible endpoint for --agent openai."),
+    max_new_tokens: int = typer.Option(512, min=1, help="Model agent: new tokens per turn."),
+    temperature: float = typer.Option(0.0, min=0.0, help="Model agent: 0 is greedy."),
+    device: str = typer.Option("auto", help="--agent hf: cpu, cuda, cuda:N or auto."),
     search: str = typer.Option("replay", help="replay (strict), replay_or_empty, or local (live retrieval over --corpus)."),
     cache: Optional[Path] = typer.Option(None, help="Search cache directory or bundle (default: the suite's bundled cache)."),
     corpus: Optional[Path] = typer.Option(None, help="Corpus directory for --search local."),
@@ -82,20 +115,26 @@ def run_eval(
             bundle_hash = _bundle_hash(cache_path)
     except ValueError as error:
         _fail(str(error))
-    names = [name.strip() for name in agents.split(",") if name.strip()]
-    known = _baselines()
-    unknown = [name for name in names if name not in known]
+    if agent is not None and agent not in MODEL_AGENTS:
+        _fail(f"unknown --agent {agent!r}; choose from {', '.join(MODEL_AGENTS)}")
+    names = [agent] if agent else [name.strip() for name in agents.split(",") if name.strip()]
+    unknown = [name for name in names if name not in BASELINE_NAMES + MODEL_AGENTS]
     if unknown or not names:
-        _fail(f"unknown agent(s) {unknown or names}; choose from {', '.join(known)}")
+        _fail(f"unknown agent(s) {unknown or names}; choose from {', '.join(BASELINE_NAMES)} "
+              f"or --agent {'|'.join(MODEL_AGENTS)}")
+    options: dict[str, Any] = {"max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed}
+    if agent == "hf":
+        options["device"] = device
     spec = RunSpec(samples, backend, env_kwargs=env_kwargs, seed=seed, suite_name=suite, cache_bundle_hash=bundle_hash)
     results: dict[str, dict[str, Any]] = {}
     for name in names:
-        agent = known[name](samples)
+        player = (_model_agent(name, model, base_url, options) if name in MODEL_AGENTS
+                  else _baseline(name, samples))
         with Progress(TextColumn(f"[bold]{name:<10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console, transient=False) as progress:
             task = progress.add_task(name, total=len(samples))
             try:
-                results[name] = evaluate(agent, spec, out / name, batch_size=batch_size,
+                results[name] = evaluate(player, spec, out / name, batch_size=batch_size,
                                          progress=lambda done, total: progress.update(task, completed=done, total=total))
             except (CacheMiss, CorruptCacheEntry) as error:
                 _fail(f"{error}\nThe episodes finished so far are kept in {out / name}; the run resumes from there.")

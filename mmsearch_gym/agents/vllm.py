@@ -1,0 +1,192 @@
+"""`VLLMAgent`: a local VLM on vLLM's offline engine (`vllm.LLM`), for fast batched evaluation on GPUs.
+
+Why this shape:
+- The prompt is rendered by the model's own HF processor chat template (one image placeholder per
+  image part, unexpanded: vLLM expands placeholders itself) and the images go alongside as
+  `multi_modal_data={"image": [PIL, …]}` in placeholder order, the layout vLLM's multimodal
+  models expect.
+- `act_batch` hands every episode to one `LLM.generate` call; vLLM schedules them together.
+- `SamplingParams(stop=…, include_stop_str_in_output=True)` ends the turn at the first action tag
+  and keeps the tag (the env needs it); the text is still cut with `truncate_at_stop` for safety.
+- With a seed, each request carries `SamplingParams.seed`, so an episode's sampling does not depend
+  on which other episodes share its batch.
+- `vllm` is imported inside `__init__`: this module imports (and the package works) without vLLM,
+  which only installs on CUDA machines (`pip install 'mmsearch-gym[vllm]'`).
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from mmsearch_gym.agents.base import AgentBase, Observation
+from mmsearch_gym.agents.hf import (
+    VISION_SPECIAL_TOKENS,
+    chat_template_of,
+    load_processor,
+    local_model_dir,
+    sha256_text,
+    weights_fingerprint,
+)
+from mmsearch_gym.agents.messages import to_hf_messages
+from mmsearch_gym.agents.stopping import ACTION_STOP_STRINGS, check_stop_strings, truncate_at_stop
+
+DEFAULT_MAX_IMAGES = 16
+"""Images per prompt vLLM reserves room for by default (question image + 5 thumbnails per image
+search, with headroom for custom configurations)."""
+
+
+def _accepts(callable_: Any, name: str) -> bool:
+    """Whether `callable_` takes keyword `name` (vLLM's SamplingParams gains and loses fields)."""
+    try:
+        parameters = inspect.signature(callable_).parameters
+    except (TypeError, ValueError):
+        return True
+    return name in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+
+
+class VLLMAgent(AgentBase):
+    """A local VLM run with vLLM's offline engine (GPU only).
+
+    Args:
+        model_path: a local model folder.
+        temperature: 0 = greedy (default); top_p, top_k (-1: off) apply when sampling.
+        max_new_tokens: generation length limit per turn.
+        seed: per-request sampling seed (and the engine seed).
+        stop: stop strings (default: the action closing tags).
+        suppress_vision_tokens: forbid vision special tokens via `SamplingParams.bad_words` when the
+            installed vLLM has it.
+        max_images_per_prompt: `limit_mm_per_prompt["image"]` for the engine.
+        dtype, max_model_len, gpu_memory_utilization, tensor_parallel_size: engine arguments.
+        processor_kwargs / chat_template_kwargs: for the HF processor that renders prompts.
+        llm_kwargs: any other `vllm.LLM` arguments (e.g. `mm_processor_kwargs`, `enforce_eager`).
+    """
+
+    name = "vllm"
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        top_k: int = -1,
+        max_new_tokens: int = 512,
+        seed: int | None = None,
+        stop: Sequence[str] | None = ACTION_STOP_STRINGS,
+        suppress_vision_tokens: bool = True,
+        max_images_per_prompt: int = DEFAULT_MAX_IMAGES,
+        dtype: str = "auto",
+        max_model_len: int | None = None,
+        gpu_memory_utilization: float = 0.9,
+        tensor_parallel_size: int = 1,
+        processor_kwargs: Mapping[str, Any] | None = None,
+        chat_template_kwargs: Mapping[str, Any] | None = None,
+        llm_kwargs: Mapping[str, Any] | None = None,
+        name: str | None = None,
+    ) -> None:
+        try:
+            import vllm
+        except ImportError as error:
+            raise ImportError("VLLMAgent needs vLLM, which runs on CUDA GPUs only: "
+                              "pip install 'mmsearch-gym[vllm]'") from error
+        for label, value, low in (("max_new_tokens", max_new_tokens, 1), ("max_images_per_prompt",
+                                  max_images_per_prompt, 1), ("tensor_parallel_size", tensor_parallel_size, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{label} must be an integer >= {low}, got {value!r}")
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature < 0:
+            raise ValueError(f"temperature must be a number >= 0, got {temperature!r}")
+        if isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1:
+            raise ValueError(f"top_p must be a number in (0, 1], got {top_p!r}")
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or (top_k < 1 and top_k not in (-1, 0)):
+            raise ValueError(f"top_k must be -1/0 (off) or a positive integer, got {top_k!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+            raise ValueError(f"seed must be None or an integer >= 0, got {seed!r}")
+        if isinstance(gpu_memory_utilization, bool) or not isinstance(gpu_memory_utilization, (int, float)) \
+                or not 0 < gpu_memory_utilization <= 1:
+            raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization!r}")
+
+        self.model_path = local_model_dir(model_path)
+        self.stop = check_stop_strings(stop)
+        self.chat_template_kwargs = dict(chat_template_kwargs or {})
+        if name is not None:
+            self.name = name
+        self.processor = load_processor(self.model_path, **dict(processor_kwargs or {}))
+        self.chat_template = chat_template_of(self.processor)
+        if self.chat_template is None:
+            raise ValueError(f"{str(self.model_path)!r} has no chat template; the agent needs one to render dialogs")
+        tokenizer = getattr(self.processor, "tokenizer", self.processor)
+        vocab = tokenizer.get_vocab()
+        self.bad_words = [token for token in VISION_SPECIAL_TOKENS if token in vocab] if suppress_vision_tokens else []
+
+        self.engine_args: dict[str, Any] = {
+            "model": str(self.model_path), "tokenizer": str(self.model_path), "dtype": dtype,
+            "gpu_memory_utilization": float(gpu_memory_utilization), "tensor_parallel_size": tensor_parallel_size,
+            "limit_mm_per_prompt": {"image": max_images_per_prompt},
+        }
+        if max_model_len is not None:
+            self.engine_args["max_model_len"] = max_model_len
+        if seed is not None:
+            self.engine_args["seed"] = seed
+        self.engine_args.update(dict(llm_kwargs or {}))
+        self.llm = vllm.LLM(**self.engine_args)
+
+        self.sampling_args: dict[str, Any] = {
+            "temperature": float(temperature), "top_p": float(top_p), "top_k": top_k,
+            "max_tokens": max_new_tokens, "seed": seed, "skip_special_tokens": True,
+        }
+        if self.stop:
+            self.sampling_args.update(stop=list(self.stop), include_stop_str_in_output=True)
+        if self.bad_words and _accepts(vllm.SamplingParams, "bad_words"):
+            self.sampling_args["bad_words"] = list(self.bad_words)
+        self.sampling_params = vllm.SamplingParams(**self.sampling_args)
+        self._vllm_version = getattr(vllm, "__version__", "unknown")
+        self._fingerprint: dict[str, Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"VLLMAgent(model_path={str(self.model_path)!r})"
+
+    def request(self, obs: Observation) -> dict[str, Any]:
+        """The engine input for one observation: `{"prompt", "multi_modal_data"}`."""
+        messages, images = to_hf_messages(obs)
+        prompt = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
+                                                    **self.chat_template_kwargs)
+        request: dict[str, Any] = {"prompt": prompt}
+        if images:
+            request["multi_modal_data"] = {"image": images}
+        return request
+
+    def act(self, obs: Observation) -> str:
+        return self._generate([obs])[0]
+
+    def act_batch(self, observations: Sequence[Observation], infos: Sequence[Mapping[str, Any]]) -> list[str]:
+        if len(observations) != len(infos):
+            raise ValueError(f"act_batch got {len(observations)} observations but {len(infos)} infos")
+        return self._generate(observations)
+
+    def _generate(self, observations: Sequence[Observation]) -> list[str]:
+        if not observations:
+            return []
+        requests = [self.request(obs) for obs in observations]
+        outputs = self.llm.generate(requests, self.sampling_params, use_tqdm=False)
+        if len(outputs) != len(requests):
+            raise RuntimeError(f"vLLM returned {len(outputs)} outputs for {len(requests)} prompts")
+        return [truncate_at_stop(output.outputs[0].text, self.stop) for output in outputs]
+
+    def card(self) -> dict[str, Any]:
+        if self._fingerprint is None:
+            self._fingerprint = weights_fingerprint(self.model_path)
+        return {
+            **super().card(),
+            "backend": "vllm",
+            "model_path": str(self.model_path),
+            "weights": dict(self._fingerprint),
+            "chat_template_sha256": sha256_text(self.chat_template),
+            "generation": {key: value for key, value in self.sampling_args.items()
+                           if key not in ("stop", "include_stop_str_in_output", "bad_words")},
+            "stop": list(self.stop),
+            "bad_words": list(self.sampling_args.get("bad_words", [])),
+            "engine": {key: value for key, value in self.engine_args.items() if key not in ("model", "tokenizer")},
+            "chat_template_kwargs": dict(self.chat_template_kwargs),
+            "versions": {"vllm": self._vllm_version},
+        }
