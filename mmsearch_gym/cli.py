@@ -6,13 +6,19 @@ import typer
 
 import mmsearch_gym
 from mmsearch_gym.commands.cache import app as cache_app
+from mmsearch_gym.commands.data import app as data_app
 from mmsearch_gym.commands.evaluate import run_eval
+from mmsearch_gym.commands.judge import judge_command
 from mmsearch_gym.commands.leaderboard import leaderboard_app, submit_command, validate_command
+from mmsearch_gym.commands.record import record_command
 
 app = typer.Typer(help="mmsearch-gym: search-augmented VQA environments, search caches, evaluation, leaderboard.",
                   no_args_is_help=False, invoke_without_command=True)
 app.add_typer(cache_app, name="cache", help="Inspect, export, import and verify search caches.")
 app.add_typer(leaderboard_app, name="leaderboard", help="Build the leaderboard site from submissions.")
+app.add_typer(data_app, name="data")
+cache_app.command("record")(record_command)
+app.command("judge")(judge_command)
 app.command("eval")(run_eval)
 app.command("submit")(submit_command)
 app.command("validate")(validate_command)
