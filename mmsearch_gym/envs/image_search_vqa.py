@@ -11,7 +11,6 @@ to the model as a tool error.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Any, Sequence, SupportsFloat
 
@@ -276,10 +275,14 @@ class ImageSearchVQAEnv(gym.Env[dict, str]):
         return parts
 
     def _observation(self) -> dict:
+        """A fresh copy of the dialog (callers keep observations; Gymnasium's checker demands new
+        objects per call). Messages hold only strings and ints, so a two-level copy is a deep copy
+        at a fraction of `copy.deepcopy`'s cost."""
         episode = self._episode
         return {
             "images": tuple(image.copy() for image in episode.images),
-            "messages": copy.deepcopy(tuple(episode.messages)),
+            "messages": tuple({"role": m["role"], "content": [dict(part) for part in m["content"]]}
+                              for m in episode.messages),
         }
 
     def _info(self, action: Action | None, score: float | None, fmt: int | None,
