@@ -157,25 +157,26 @@ def test_constructor_errors_name_the_bad_value(world, tmp_path: Path, kwargs: di
 def test_resolve_search_modes(world, tmp_path: Path) -> None:
     _, live = world
     CachedSearchBackend(live, tmp_path / "c", mode="record").text_search("Red Banner Society", TOP_K)
-    assert resolve_search(live, None, False) is live
-    strict = resolve_search("replay", str(tmp_path / "c"), False)
+    assert resolve_search(live, None) is live
+    strict = resolve_search("replay", str(tmp_path / "c"))
     assert isinstance(strict, CachedSearchBackend) and strict.mode == "replay"
-    assert resolve_search("replay_or_empty", str(tmp_path / "c"), True).mode == "replay_or_empty"
-    assert resolve_search(None, str(tmp_path / "c"), True).mode == "replay"
+    assert resolve_search("replay_or_empty", str(tmp_path / "c")).mode == "replay_or_empty"
+    assert resolve_search(None, str(tmp_path / "c")).mode == "replay"
     with pytest.raises(ValueError, match=r"search='record' needs a live backend.*CachedSearchBackend"):
-        resolve_search("record", str(tmp_path / "c"), False)
+        resolve_search("record", str(tmp_path / "c"))
     with pytest.raises(ValueError, match="search='live' needs a live backend"):
-        resolve_search("live", None, False)
+        resolve_search("live", None)
     with pytest.raises(ValueError, match="unknown search mode 'replya'"):
-        resolve_search("replya", str(tmp_path / "c"), False)
+        resolve_search("replya", str(tmp_path / "c"))
     with pytest.raises(ValueError, match="search='replay' needs cache_path="):
-        resolve_search("replay", None, False)
+        resolve_search("replay", None)
     with pytest.raises(ValueError, match="cache_path=.* is only used with search='replay'"):
-        resolve_search(live, str(tmp_path / "c"), False)
-    with pytest.raises(ValueError, match="bundled suite's recorded search cache"):
-        resolve_search(None, None, True)
+        resolve_search(live, str(tmp_path / "c"))
+    default = tmp_path / "c"
+    assert resolve_search(None, None, default).mode == "replay"  # a suite's bundled cache is the default
+    assert resolve_search("replay_or_empty", None, default).mode == "replay_or_empty"
     with pytest.raises(ValueError, match="no search backend"):
-        resolve_search(None, None, False)
+        resolve_search(None, None)
 
 
 def test_env_counts_replay_hits_and_empty_misses(tiny_world, tmp_path: Path) -> None:
