@@ -371,6 +371,21 @@ def build_samples(rows: Iterable[tuple[RowContext, dict[str, Any]]],
         yield from produced
 
 
+RowSamples = Callable[[RowContext, dict[str, Any], tuple[Path, ...]], Iterable[VQASample]]
+
+
+def iter_table_samples(path: str | Path, name: str, suffixes: Sequence[str], required_parquet: Sequence[str],
+                       optional_parquet: Sequence[str], row_samples: RowSamples,
+                       image_dir: str | Path | None = None) -> Iterator[VQASample]:
+    """Stream samples from a JSON/JSONL/parquet file, or every such file under a folder, for loaders
+    whose images are inline or relative paths (looked up under `image_dir`, then beside the file)."""
+    root = existing_file(path, f"{name} loader")
+    for file in data_files(root, suffixes, f"{name} loader"):
+        base_dirs = tuple(p for p in (Path(image_dir).expanduser() if image_dir else None, file.parent) if p)
+        rows = iter_table_rows(file, required_parquet, optional_parquet)
+        yield from build_samples(rows, lambda context, record: row_samples(context, record, base_dirs))
+
+
 def stable_id(prefix: str, file: Path, row: int) -> str:
     """An id for rows without one: loader, file name and row, the same on every machine."""
     return f"{prefix}:{file.name}:{row}"

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from mmsearch_gym.data.loaders.common import (
-    RowContext, as_text, as_text_list, build_samples, collect, data_files, existing_file, iter_table_rows,
+    RowContext, as_text, as_text_list, collect, iter_table_samples,
     stable_id,
 )
 from mmsearch_gym.data.loaders.simplevqa import image_cell
@@ -110,11 +110,8 @@ def _row_samples(context: RowContext, record: dict[str, Any], base_dirs: tuple[P
 
 def iter_samples(path: str | Path, *, image_dir: str | Path | None = None) -> Iterator[VQASample]:
     """Stream LiveVQA samples from a JSON/JSONL/parquet file or every such file under a folder."""
-    root = existing_file(path, "livevqa loader")
-    for file in data_files(root, SUFFIXES, "livevqa loader"):
-        base_dirs = tuple(p for p in (Path(image_dir).expanduser() if image_dir else None, file.parent) if p)
-        rows = iter_table_rows(file, PARQUET_REQUIRED, PARQUET_OPTIONAL)
-        yield from build_samples(rows, lambda context, record: _row_samples(context, record, base_dirs))
+    return iter_table_samples(path, NAME, SUFFIXES, PARQUET_REQUIRED, PARQUET_OPTIONAL,
+                              _row_samples, image_dir)
 
 
 def load(path: str | Path, *, image_dir: str | Path | None = None, limit: int | None = None

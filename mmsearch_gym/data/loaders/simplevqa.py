@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from mmsearch_gym.data.loaders.common import (
-    RowContext, as_text, as_text_list, build_samples, collect, data_files, existing_file, image_from_struct,
-    image_from_text, iter_table_rows, stable_id,
+    RowContext, as_text, as_text_list, collect, iter_table_samples, image_from_struct,
+    image_from_text, stable_id,
 )
 from mmsearch_gym.data.sample import VQASample
 
@@ -79,11 +79,8 @@ def _row_sample(context: RowContext, record: dict[str, Any], base_dirs: tuple[Pa
 
 def iter_samples(path: str | Path, *, image_dir: str | Path | None = None) -> Iterator[VQASample]:
     """Stream SimpleVQA samples from a JSONL/JSON/parquet file or every such file under a folder."""
-    root = existing_file(path, "simplevqa loader")
-    for file in data_files(root, SUFFIXES, "simplevqa loader"):
-        base_dirs = tuple(p for p in (Path(image_dir).expanduser() if image_dir else None, file.parent) if p)
-        rows = iter_table_rows(file, PARQUET_REQUIRED, PARQUET_OPTIONAL)
-        yield from build_samples(rows, lambda context, record: _row_sample(context, record, base_dirs))
+    return iter_table_samples(path, NAME, SUFFIXES, PARQUET_REQUIRED, PARQUET_OPTIONAL,
+                              lambda context, record, base_dirs: (_row_sample(context, record, base_dirs),), image_dir)
 
 
 def load(path: str | Path, *, image_dir: str | Path | None = None, limit: int | None = None
