@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Literal
 
-from mmsearch_gym.cache.keys import parse_entry_key
 from mmsearch_gym.cache.serialize import canonical_json, parse_payload, sha256_hex
 from mmsearch_gym.cache.store import SearchCache
 

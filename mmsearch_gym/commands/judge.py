@@ -26,6 +26,10 @@ def judge_command(
     from mmsearch_gym.benchmarks.runner import MANIFEST_FILE, METRICS_FILE
     from mmsearch_gym.data.suites import resolve_dataset
 
+    if not (run_dir / MANIFEST_FILE).is_file():
+        console.print(f"[red]error:[/red] {str(run_dir)!r} is not a run directory of one agent written by "
+                      f"`mmsearch-gym eval` (no {MANIFEST_FILE}); pass e.g. RUN/oracle")
+        raise typer.Exit(2)
     try:
         manifest = json.loads((run_dir / MANIFEST_FILE).read_text(encoding="utf-8"))
         metrics = json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8"))
@@ -34,12 +38,13 @@ def judge_command(
         missing = [r["sample_id"] for r in records if r["sample_id"] not in samples]
         if missing:
             raise ValueError(f"{len(missing)} episode(s) are not in the suite, e.g. {missing[0]!r}; pass --suite")
-        judge = LLMJudge(model, base_url=base_url, include_image=include_image,
-                         cache_dir=cache_dir or run_dir.parent / ".judge-cache")
         items = [{"sample_id": r["sample_id"], "question": samples[r["sample_id"]].question, "answer": r["answer"],
                   "gold": list(samples[r["sample_id"]].answers),
                   "candidates": list(samples[r["sample_id"]].candidate_answers)} for r in records]
-        judged = judge_records(items, judge, images=lambda sample_id: samples[sample_id].image, on_error="record")
+        with LLMJudge(model, base_url=base_url, include_image=include_image,
+                      cache_dir=cache_dir or run_dir.parent / ".judge-cache") as judge:
+            judged = judge_records(items, judge, images=lambda sample_id: samples[sample_id].image,
+                                   on_error="record")
     except (OSError, ValueError, KeyError) as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(2) from None

@@ -83,35 +83,44 @@ def record_command(
     price_per_1k: float = typer.Option(15.0, min=0.0, help="Estimated USD per 1000 billable calls."),
 ) -> None:
     """Record live searches over a suite into a cache (resumable; recorded searches are not repeated)."""
+    from mmsearch_gym.commands.evaluate import BASELINE_NAMES
+
+    if agent is not None and agent not in BASELINE_NAMES:  # checked before anything is created
+        _fail(f"unknown --agent {agent!r}; use one of {', '.join(BASELINE_NAMES)}")
     try:
         samples = resolve_dataset(suite)
         live = build_backend(backend, corpus=corpus, serpapi_base_url=serpapi_base_url, reader=reader,
                              reader_url=reader_url, summarizer_url=summarizer_url,
                              summarizer_model=summarizer_model, price_per_1k=price_per_1k)
-    except ValueError as error:
+        if limit is not None:
+            samples = samples[:limit]
+        recorder = CachedSearchBackend(live, os.fspath(out), "record")
+    except (ValueError, OSError) as error:
         _fail(str(error))
-    if limit is not None:
-        samples = samples[:limit]
-    recorder = CachedSearchBackend(live, os.fspath(out), "record")
     columns = (TextColumn("[bold]recording"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("{task.description}"))
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task("", total=len(samples))
-        if agent is None:
-            for done, sample in enumerate(samples, start=1):
-                recorder.image_search(QueryImage(sample.rgb(), url=sample.image_url), top_k)
-                progress.update(task, completed=done, description=_usage_text(live))
-        else:
-            import tempfile
+    try:
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task("", total=len(samples))
+            if agent is None:
+                for done, sample in enumerate(samples, start=1):
+                    recorder.image_search(QueryImage(sample.rgb(), url=sample.image_url), top_k)
+                    progress.update(task, completed=done, description=_usage_text(live))
+            else:
+                import tempfile
 
-            from mmsearch_gym.benchmarks.runner import RunSpec, evaluate
-            from mmsearch_gym.commands.evaluate import BASELINE_NAMES, _baseline
+                from mmsearch_gym.benchmarks.runner import RunSpec, evaluate
+                from mmsearch_gym.commands.evaluate import _baseline
 
-            if agent not in BASELINE_NAMES:
-                _fail(f"unknown --agent {agent!r}; use one of {', '.join(BASELINE_NAMES)}")
-            with tempfile.TemporaryDirectory(prefix="mmsearch-record-") as scratch:
-                evaluate(_baseline(agent, samples), RunSpec(samples, recorder, env_kwargs={"top_k": top_k}), scratch,
-                         progress=lambda done, total: progress.update(task, completed=done,
-                                                                      description=_usage_text(live)))
+                with tempfile.TemporaryDirectory(prefix="mmsearch-record-") as scratch:
+                    spec = RunSpec(samples, recorder, env_kwargs={"top_k": top_k})
+                    evaluate(_baseline(agent, samples), spec, scratch,
+                             progress=lambda done, total: progress.update(task, completed=done,
+                                                                          description=_usage_text(live)))
+    finally:
+        recorder.close()
+        closer = getattr(live, "close", None)
+        if callable(closer):
+            closer()
     stats = recorder.stats.as_dict()
     console.print(f"recorded into {out}: {stats}  {_usage_text(live)}")
