@@ -82,3 +82,15 @@ def test_eval_main_job(tmp_path):
 def test_eval_errors_name_the_bad_value(tmp_path, args, message):
     result = CliRunner().invoke(app, ["eval", "--out", str(tmp_path), "--limit", "2", *args])
     assert result.exit_code == 2 and message in result.output
+
+
+def test_make_by_string_in_a_fresh_interpreter():
+    import subprocess
+    import sys
+
+    script = ("import gymnasium as gym, sys; env = gym.make('mmsearch_gym:ImageSearchVQA-v0'); "
+              "obs, info = env.reset(seed=0); assert 'mmsearch_gym' in sys.modules; "
+              "print(len(env.unwrapped.dataset), info['sample_id'])")
+    first = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    second = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert first == second and first.startswith("300 synth-test-")
