@@ -41,9 +41,14 @@ def main() -> None:
              if s.meta.get("needs") == "image+text"]
     digests = {i: image_digest(s.rgb()) for i, s, _ in plans}
 
-    def env_steps() -> tuple[list[float], list[float]]:
-        image_times, text_times = [], []
+    def env_steps() -> tuple[list[float], list[float], list[float]]:
+        image_times, text_times, text_only_times = [], [], []
         for index, _, query in plans:
+            env.reset(seed=0, options={"index": index})  # a text-only episode: no thumbnails in the dialog
+            action = text_action(query)
+            start = time.perf_counter()
+            env.step(action)
+            text_only_times.append(time.perf_counter() - start)
             env.reset(seed=0, options={"index": index})
             start = time.perf_counter()
             env.step(IMAGE)
@@ -52,9 +57,9 @@ def main() -> None:
             start = time.perf_counter()
             env.step(action)
             text_times.append(time.perf_counter() - start)
-        return image_times, text_times
+        return image_times, text_times, text_only_times
 
-    def floor_steps() -> tuple[list[float], list[float]]:
+    def floor_steps() -> tuple[list[float], list[float], list[float]]:
         image_times, text_times = [], []
         for index, _, query in plans:
             start = time.perf_counter()
@@ -69,18 +74,18 @@ def main() -> None:
             parse_action(action)
             cache.get(backend_id, "text", query, top_k)
             text_times.append(time.perf_counter() - start)
-        return image_times, text_times
+        return image_times, text_times, text_times
 
-    rows = {"env image": [], "floor image": [], "env text": [], "floor text": []}
+    rows: dict[str, list[float]] = {f"{side} {kind}": [] for side in ("env", "floor")
+                                    for kind in ("image", "text", "text-only")}
     for _ in range(args.rounds):  # interleaved rounds: the machine is noisy
         for label, run in (("env", env_steps), ("floor", floor_steps)):
-            image_times, text_times = run()
-            rows[f"{label} image"].append(statistics.median(image_times))
-            rows[f"{label} text"].append(statistics.median(text_times))
+            for kind, times in zip(("image", "text", "text-only"), run()):
+                rows[f"{label} {kind}"].append(statistics.median(times))
     median = {key: statistics.median(values) for key, values in rows.items()}
     print(f"{len(plans)} image+text episodes of synth-mini, strict replay, {args.rounds} interleaved rounds")
     print(f"{'step':<14}{'env':>12}{'floor':>12}{'ratio':>8}{'env steps/s':>14}")
-    for kind in ("image", "text"):
+    for kind in ("image", "text", "text-only"):
         env_s, floor_s = median[f"env {kind}"], median[f"floor {kind}"]
         print(f"{kind + ' search':<14}{env_s * 1e6:>10.1f}µs{floor_s * 1e6:>10.1f}µs{env_s / floor_s:>8.2f}{1 / env_s:>14.0f}")
 

@@ -134,8 +134,8 @@ class CachedSearchBackend:
     def image_search(self, image: QueryImage, top_k: int) -> SearchResults:
         if self.mode == "live":
             return self._live("image", image, top_k)
-        pixels = image.pixels if isinstance(image, QueryImage) else np.asarray(image)
-        return self._search("image", image, image_digest(pixels), top_k)
+        digest = image.digest if isinstance(image, QueryImage) else image_digest(np.asarray(image))
+        return self._search("image", image, digest, top_k)
 
     def text_search(self, query: str, top_k: int) -> SearchResults:
         if self.mode == "live":

@@ -93,7 +93,7 @@ def resolve_image_digest(image: Any) -> str:
     not a digest is refused rather than guessed to be a path.
     """
     if isinstance(image, QueryImage):
-        return image_digest(image.pixels)
+        return image.digest
     if isinstance(image, str):
         if is_sha256_hex(image):
             return image

@@ -26,7 +26,6 @@ from mmsearch_gym.envs.reward import RewardConfig, compute_reward, score_answer
 from mmsearch_gym.envs.search_config import resolve_search
 from mmsearch_gym.envs.spaces import ChatMessages, RGBImage, UnicodeText
 from mmsearch_gym.search.errors import CacheMiss, CorruptCacheEntry
-from mmsearch_gym.search.keys import image_digest
 from mmsearch_gym.search.render import Segment, render_results
 from mmsearch_gym.search.types import EncodedImage, QueryImage, SearchBackend, SearchResults
 
@@ -40,6 +39,7 @@ class _Episode:
     sample: VQASample
     images: list[np.ndarray]
     messages: list[dict]
+    query_image: QueryImage
     turns: list[str] = field(default_factory=list)
     image_searches: int = 0
     text_searches: int = 0
@@ -140,6 +140,7 @@ class ImageSearchVQAEnv(gym.Env[dict, str]):
         prompt = self.prompts.first_turn(sample.question, self.prompt_style)
         self._episode = _Episode(
             sample=sample,
+            query_image=QueryImage(question_image, url=sample.image_url),
             images=[question_image],
             messages=[{"role": "user", "content": [{"type": "image", "index": 0}, _text(prompt)]}],
         )
@@ -217,8 +218,7 @@ class ImageSearchVQAEnv(gym.Env[dict, str]):
         kind = "image" if action.kind == "image_search" else "text"
         try:
             if kind == "image":
-                query_image = QueryImage(episode.images[0], url=episode.sample.image_url)
-                results = self.search.image_search(query_image, self.top_k)
+                results = self.search.image_search(episode.query_image, self.top_k)
             else:
                 results = self.search.text_search(action.query, self.top_k)
             if not isinstance(results, SearchResults) or results.kind != kind:
@@ -244,7 +244,7 @@ class ImageSearchVQAEnv(gym.Env[dict, str]):
         episode.search_log.append({
             "kind": results.kind,
             "query": action.query,
-            "image_digest": image_digest(episode.images[0]) if results.kind == "image" else None,
+            "image_digest": episode.query_image.digest if results.kind == "image" else None,
             "items": len(results.items),
             "error": results.error,
             "source": results.source,
@@ -261,7 +261,7 @@ class ImageSearchVQAEnv(gym.Env[dict, str]):
         parts: list[dict] = [_text(before.format(**fill))]
         for segment in segments:
             if isinstance(segment, EncodedImage):
-                episode.images.append(np.array(segment.pixels))
+                episode.images.append(segment.pixels)  # read-only; observations copy it
                 parts.append({"type": "image", "index": len(episode.images) - 1})
             elif parts[-1]["type"] == "text":
                 parts[-1] = _text(parts[-1]["text"] + segment)

@@ -133,6 +133,13 @@ class QueryImage:
     pixels: np.ndarray
     url: str | None = None
 
+    @cached_property
+    def digest(self) -> str:
+        """`search.keys.image_digest` of the pixels, computed once however many layers need it."""
+        from mmsearch_gym.search.keys import image_digest
+
+        return image_digest(self.pixels)
+
     def __post_init__(self) -> None:
         pixels = self.pixels
         if not (isinstance(pixels, np.ndarray) and pixels.dtype == np.uint8 and pixels.ndim == 3
