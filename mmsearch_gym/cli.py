@@ -11,12 +11,14 @@ from mmsearch_gym.commands.evaluate import run_eval
 from mmsearch_gym.commands.judge import judge_command
 from mmsearch_gym.commands.leaderboard import leaderboard_app, submit_command, validate_command
 from mmsearch_gym.commands.record import record_command
+from mmsearch_gym.commands.train import app as train_app
 
 app = typer.Typer(help="mmsearch-gym: search-augmented VQA environments, search caches, evaluation, leaderboard.",
                   no_args_is_help=False, invoke_without_command=True)
 app.add_typer(cache_app, name="cache", help="Inspect, export, import and verify search caches.")
 app.add_typer(leaderboard_app, name="leaderboard", help="Build the leaderboard site from submissions.")
 app.add_typer(data_app, name="data")
+app.add_typer(train_app, name="train", help="GRPO and SFT training on the environment (extra `train`).")
 cache_app.command("record")(record_command)
 app.command("judge")(judge_command)
 app.command("eval")(run_eval)
