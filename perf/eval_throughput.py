@@ -2,7 +2,8 @@
 cache reads, measured in one run (no asserts; figures go in the README).
 
 Why: in strict replay the environment should add little on top of what any replay must do: parse the
-model's turn, read the recorded result, decode the thumbnails for the observation. Targets: >= 10k
+model's turn, read the recorded result (for an image search that includes hashing the question image's
+pixels, since the cache is content-addressed), decode the thumbnails for the observation. Targets: >= 10k
 text-search steps/s on one core; image-search steps <= 1.2x the get + decode floor.
 
 Run: python perf/eval_throughput.py [--rounds 5]
@@ -21,7 +22,6 @@ import mmsearch_gym  # noqa: F401
 from mmsearch_gym.agents.baselines import OracleAgent
 from mmsearch_gym.benchmarks.runner import RunSpec, evaluate
 from mmsearch_gym.envs.grammar import parse_action
-from mmsearch_gym.search.keys import image_digest
 
 IMAGE = "<reason>Identify it.</reason><search><img></search>"
 
@@ -39,7 +39,7 @@ def main() -> None:
     cache, backend_id, top_k = env.search.cache, env.search.backend_id, env.top_k
     plans = [(i, s, s.meta["plan"][1].split(":", 1)[1]) for i, s in enumerate(env.dataset)
              if s.meta.get("needs") == "image+text"]
-    digests = {i: image_digest(s.rgb()) for i, s, _ in plans}
+    images = {i: s.rgb() for i, s, _ in plans}
 
     def env_steps() -> tuple[list[float], list[float], list[float]]:
         image_times, text_times, text_only_times = [], [], []
@@ -64,7 +64,7 @@ def main() -> None:
         for index, _, query in plans:
             start = time.perf_counter()
             parse_action(IMAGE)
-            results = cache.get(backend_id, "image", digests[index], top_k)
+            results = cache.get(backend_id, "image", images[index], top_k)  # the cache hashes the pixels
             for item in results.items:
                 if item.thumbnail is not None:
                     np.array(item.thumbnail.to_pil().convert("RGB"))
