@@ -146,3 +146,35 @@ def test_baseline_helpers():
     assert extract_answer("Who founded the organisation with this emblem?",
                           ["The Velmora Guild was founded by Ansel Corvin."], "Velmora Guild") == "Ansel Corvin"
     assert extract_answer("What is the name of the organisation shown?", [], "Velmora Guild") == "Velmora Guild"
+
+
+class _BilledBackend:
+    """A live backend that counts billable calls the way the SerpApi backends do."""
+
+    def __init__(self, inner):
+        self.inner, self.calls = inner, 0
+        self.backend_id = inner.backend_id
+
+    def image_search(self, image, top_k):
+        self.calls += 1
+        return self.inner.image_search(image, top_k)
+
+    def text_search(self, query, top_k):
+        self.calls += 1
+        return self.inner.text_search(query, top_k)
+
+    def usage(self):
+        return {"billable_calls": {"serpapi/google": self.calls}, "estimated_cost_usd": self.calls * 0.015}
+
+
+def test_metrics_report_billable_searches_of_live_backends(tmp_path):
+    from mmsearch_gym.cache import CachedSearchBackend
+
+    samples, backend = build_tiny_world()
+    recorder = CachedSearchBackend(_BilledBackend(backend), tmp_path / "cache", "record")
+    metrics = evaluate(RAGWorkflowAgent(), RunSpec(samples, recorder), tmp_path / "live")
+    assert metrics["search_usage"]["billable_calls"] == {"serpapi/google": 4}
+    assert metrics["search_usage"]["estimated_cost_usd"] == pytest.approx(0.06)
+    replayed = evaluate(RAGWorkflowAgent(), RunSpec(samples, CachedSearchBackend.replay(tmp_path / "cache")),
+                        tmp_path / "replay")
+    assert "search_usage" not in replayed  # replays are free, and their metrics stay byte-identical

@@ -169,6 +169,16 @@ def _safe(call: Callable[[], str]) -> str | Exception:
         return error
 
 
+def _search_usage(search: SearchBackend) -> dict[str, Any] | None:
+    """Billable calls and estimated cost of the live searches this process made (absent for replays
+    and free backends, so replayed runs keep byte-identical metrics)."""
+    report = getattr(search, "usage", None)
+    usage = report() if callable(report) else None
+    if not usage or not any(dict(usage.get("billable_calls") or {}).values()):
+        return None
+    return json.loads(json.dumps(usage, sort_keys=True, default=str))
+
+
 def evaluate(agent: Agent, spec: RunSpec, out_dir: str | Path, *, batch_size: int = 1,
              progress: ProgressCallback | None = None) -> dict[str, Any]:
     """Play every sample of `spec` with `agent`, writing the run directory `out_dir`; returns metrics."""
@@ -224,5 +234,8 @@ def evaluate(agent: Agent, spec: RunSpec, out_dir: str | Path, *, batch_size: in
         slots = still_running
 
     metrics = compute_metrics(records.ordered())
+    usage = _search_usage(spec.search)
+    if usage:
+        metrics["search_usage"] = usage
     write_json_atomic(out_dir / METRICS_FILE, metrics)
     return metrics

@@ -144,6 +144,12 @@ class CachedSearchBackend:
             raise ValueError(f"a text query must be a string, got {type(query).__name__}")
         return self._search("text", query, cached_query_digest(query), top_k)
 
+    def usage(self) -> dict[str, object] | None:
+        """The wrapped live backend's billable calls and estimated cost (None when it does not count
+        them, e.g. local retrieval or a pure replay): hits and replays cost nothing."""
+        report = getattr(self.backend, "usage", None)
+        return report() if callable(report) else None
+
     # -- internals -------------------------------------------------------------------------------------
 
     def _live(self, kind: str, query: Any, top_k: int) -> SearchResults:

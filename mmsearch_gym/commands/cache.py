@@ -59,8 +59,11 @@ def _print_bundle(info: BundleInfo, title: str) -> None:
 
 
 @app.command()
-def stats(cache: Path = typer.Argument(..., help="Search cache directory.")) -> None:
-    """Entries by backend id and kind, distinct thumbnails and size on disk."""
+def stats(cache: Path = typer.Argument(..., help="Search cache directory."),
+          price_per_1k: float = typer.Option(15.0, min=0.0, help="USD per 1000 live searches, for the estimate.")
+          ) -> None:
+    """Entries by backend id and kind, distinct thumbnails, size on disk, and what recording them live
+    costs (each entry is one billable search on a paid backend such as SerpApi)."""
     try:
         with _open_existing(cache) as opened:
             summary = opened.stats()
@@ -77,6 +80,8 @@ def stats(cache: Path = typer.Argument(..., help="Search cache directory.")) -> 
     console = Console()
     console.print(table)
     console.print(f"thumbnails: {summary.images}   size on disk: {_human(summary.size_bytes)}")
+    console.print(f"billable searches to record these live: {summary.entries}   estimated cost: "
+                  f"${summary.entries * price_per_1k / 1000:.2f} at ${price_per_1k:g} per 1k (replaying them is free)")
 
 
 @app.command("list")
