@@ -19,9 +19,7 @@ details:
 
 from __future__ import annotations
 
-import email.utils
 import os
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Mapping, Sequence
 from urllib.parse import urlsplit, urlunsplit
@@ -32,6 +30,7 @@ import tenacity
 from mmsearch_gym.agents.base import AgentBatchError, AgentError, AgentBase, Observation
 from mmsearch_gym.agents.messages import IMAGE_FORMATS, to_openai_messages
 from mmsearch_gym.agents.stopping import ACTION_STOP_STRINGS, check_stop_strings, restore_stop, truncate_at_stop
+from mmsearch_gym.search.http import retry_after_seconds
 
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 """HTTP statuses worth retrying: rate limits, timeouts and server-side failures."""
@@ -44,20 +43,6 @@ class _Retryable(Exception):
     def __init__(self, status: int, body: str, retry_after: float | None) -> None:
         super().__init__(f"HTTP {status}: {body}")
         self.status, self.body, self.retry_after = status, body, retry_after
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or HTTP date); None when absent/unreadable."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
 
 
 def _public_url(url: str) -> str:
@@ -217,7 +202,7 @@ class OpenAICompatibleAgent(AgentBase):
         response = self._client.post(self.endpoint, json=body)
         if response.status_code in RETRY_STATUS:
             raise _Retryable(response.status_code, response.text[:_BODY_EXCERPT],
-                             _retry_after(response.headers.get("retry-after")))
+                             retry_after_seconds(response.headers.get("retry-after")))
         return response
 
     def _post(self, body: Mapping[str, Any]) -> dict[str, Any]:

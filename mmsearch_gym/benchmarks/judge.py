@@ -38,6 +38,7 @@ except ImportError as _error:  # pragma: no cover - depends on the installation
     raise ImportError("the LLM judge needs httpx and tenacity: pip install 'mmsearch-gym[judge]'") from _error
 
 from mmsearch_gym.imaging import ImageLike, load_rgb
+from mmsearch_gym.search.http import retry_after_seconds
 from mmsearch_gym.search.keys import image_digest
 from mmsearch_gym.search.types import EncodedImage
 
@@ -165,11 +166,7 @@ class _RetryableHTTP(Exception):
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    try:
-        value = float(response.headers.get("retry-after", ""))
-    except ValueError:
-        return None
-    return value if value >= 0 else None
+    return retry_after_seconds(response.headers.get("retry-after"))
 
 
 class LLMJudge:

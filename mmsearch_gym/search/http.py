@@ -11,6 +11,8 @@ message is already redacted, and the backends turn them into `SearchResults.fail
 
 from __future__ import annotations
 
+import email.utils
+
 import json
 import logging
 import math
@@ -335,12 +337,24 @@ class Fetched:
                             f"{len(self.body)} bytes, starts {self.body[:60]!r})") from None
 
 
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = headers.get("retry-after", "").strip()
-    try:
-        return float(value) if value else None
-    except ValueError:  # an HTTP date; our backoff is good enough then
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header value (delta-seconds or an HTTP date); None when
+    absent or unreadable. Shared by every HTTP client of the package (search, agents, judge)."""
+    value = (value or "").strip()
+    if not value:
         return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    return retry_after_seconds(headers.get("retry-after"))
 
 
 def check_http_url(url: str, what: str = "URL") -> str:
