@@ -12,7 +12,6 @@ message is already redacted, and the backends turn them into `SearchResults.fail
 from __future__ import annotations
 
 import email.utils
-
 import json
 import logging
 import math
