@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import base64
 import io
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from PIL import Image
@@ -70,6 +70,13 @@ def _image_index(part: Mapping[str, Any], count: int, position: int) -> int:
     return int(index)
 
 
+def _content(parts: list[Mapping[str, Any]], position: int, count: int,
+             image_part: Callable[[int], dict[str, Any]]) -> list[dict[str, Any]]:
+    """Copy text parts and turn each image part into `image_part(index)` (the index checked)."""
+    return [{"type": "text", "text": part["text"]} if part["type"] == "text"
+            else image_part(_image_index(part, count, position)) for part in parts]
+
+
 def to_pil(image: Any) -> Image.Image:
     """An RGB PIL image from an RGB uint8 array (H, W, 3) or a PIL image."""
     if isinstance(image, Image.Image):
@@ -91,19 +98,16 @@ def to_hf_messages(obs: Observation) -> tuple[list[dict[str, Any]], list[Image.I
     converted: dict[int, Image.Image] = {}
     messages: list[dict[str, Any]] = []
     ordered: list[Image.Image] = []
+
+    def image_part(index: int) -> dict[str, Any]:
+        if index not in converted:
+            converted[index] = to_pil(source[index])
+        ordered.append(converted[index])
+        return {"type": "image"}
+
     for position, message in enumerate(obs["messages"]):
         role, parts = _parts(message, position)
-        content: list[dict[str, Any]] = []
-        for part in parts:
-            if part["type"] == "text":
-                content.append({"type": "text", "text": part["text"]})
-                continue
-            index = _image_index(part, len(source), position)
-            if index not in converted:
-                converted[index] = to_pil(source[index])
-            ordered.append(converted[index])
-            content.append({"type": "image"})
-        messages.append({"role": role, "content": content})
+        messages.append({"role": role, "content": _content(parts, position, len(source), image_part)})
     return messages, ordered
 
 
@@ -126,6 +130,12 @@ def to_openai_messages(obs: Observation, image_format: str = "PNG") -> list[dict
     source = _images(obs)
     urls: dict[int, str] = {}
     messages: list[dict[str, Any]] = []
+
+    def image_part(index: int) -> dict[str, Any]:
+        if index not in urls:
+            urls[index] = image_data_url(source[index], image_format)
+        return {"type": "image_url", "image_url": {"url": urls[index]}}
+
     for position, message in enumerate(obs["messages"]):
         role, parts = _parts(message, position)
         if role == "assistant":
@@ -133,16 +143,7 @@ def to_openai_messages(obs: Observation, image_format: str = "PNG") -> list[dict
                 raise ValueError(f"message {position}: assistant messages may only hold text parts")
             messages.append({"role": role, "content": "".join(part["text"] for part in parts)})
             continue
-        content: list[dict[str, Any]] = []
-        for part in parts:
-            if part["type"] == "text":
-                content.append({"type": "text", "text": part["text"]})
-                continue
-            index = _image_index(part, len(source), position)
-            if index not in urls:
-                urls[index] = image_data_url(source[index], image_format)
-            content.append({"type": "image_url", "image_url": {"url": urls[index]}})
-        messages.append({"role": role, "content": content})
+        messages.append({"role": role, "content": _content(parts, position, len(source), image_part)})
     return messages
 
 

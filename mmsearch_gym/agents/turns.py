@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 from mmsearch_gym.agents.base import Observation
+from mmsearch_gym.agents.messages import assistant_turns  # noqa: F401 - re-exported for scripted agents
 from mmsearch_gym.envs.grammar import ANSWER_CLOSE, ANSWER_OPEN, IMAGE_SEARCH_ACTION, TEXT_SEARCH_CLOSE, TEXT_SEARCH_OPEN
-
-
-def assistant_turns(obs: Observation) -> int:
-    """How many assistant turns the episode has had (= the index of the turn to write now)."""
-    return sum(1 for message in obs["messages"] if message["role"] == "assistant")
 
 
 def message_text(message: dict) -> str:
