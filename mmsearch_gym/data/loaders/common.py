@@ -386,6 +386,19 @@ def iter_table_samples(path: str | Path, name: str, suffixes: Sequence[str], req
         yield from build_samples(rows, lambda context, record: row_samples(context, record, base_dirs))
 
 
+def make_sample(sample_id: str, image: Any, question: str, answers: tuple[str, ...], aliases: Iterable[str],
+                source: str, meta: dict[str, Any], image_path: str | None = None) -> VQASample:
+    """A VQASample whose candidate answers are the aliases not already among `answers` (order kept,
+    duplicates dropped) and whose meta names the image file when there is one."""
+    if image_path:
+        meta["image_path"] = image_path
+    if isinstance(image, Path):
+        meta.setdefault("image_path", str(image))
+    return VQASample(id=sample_id, image=image, question=question, answers=answers,
+                     candidate_answers=tuple(dict.fromkeys(a for a in aliases if a not in answers)),
+                     category=None, source=source, meta=meta)
+
+
 def stable_id(prefix: str, file: Path, row: int) -> str:
     """An id for rows without one: loader, file name and row, the same on every machine."""
     return f"{prefix}:{file.name}:{row}"

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from mmsearch_gym.data.loaders.common import (
-    RowContext, as_text, as_text_list, collect, iter_table_samples,
+    RowContext, as_text, as_text_list, collect, iter_table_samples, make_sample,
     stable_id,
 )
 from mmsearch_gym.data.loaders.simplevqa import image_cell
@@ -87,13 +87,7 @@ def _sample(context: RowContext, record: Mapping[str, Any], base_dirs: tuple[Pat
                             **{k: v for k, v in merged.items() if k not in _KNOWN and v is not None}}
     if isinstance(url, str) and url:
         meta["image_url"] = url
-    if image_path:
-        meta["image_path"] = image_path
-    if isinstance(image, Path):
-        meta.setdefault("image_path", str(image))
-    return VQASample(id=sample_id, image=image, question=question, answers=answers,
-                     candidate_answers=tuple(dict.fromkeys(a for a in aliases if a not in answers)),
-                     category=None, source=NAME, meta=meta)
+    return make_sample(sample_id, image, question, answers, aliases, NAME, meta, image_path)
 
 
 def _row_samples(context: RowContext, record: dict[str, Any], base_dirs: tuple[Path, ...]

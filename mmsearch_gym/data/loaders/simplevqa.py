@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mmsearch_gym.data.loaders.common import (
-    RowContext, as_text, as_text_list, collect, iter_table_samples, image_from_struct,
+    RowContext, as_text, as_text_list, collect, iter_table_samples, make_sample, image_from_struct,
     image_from_text, stable_id,
 )
 from mmsearch_gym.data.sample import VQASample
@@ -68,13 +68,7 @@ def _row_sample(context: RowContext, record: dict[str, Any], base_dirs: tuple[Pa
                             **{k: v for k, v in record.items() if k not in skip and v is not None}}
     if record.get(COL_SOURCE) is not None:
         meta["dataset_source"] = record[COL_SOURCE]
-    if image_path:
-        meta["image_path"] = image_path
-    if isinstance(image, Path):
-        meta.setdefault("image_path", str(image))
-    return VQASample(id=sample_id, image=image, question=question, answers=answers,
-                     candidate_answers=tuple(dict.fromkeys(a for a in aliases if a not in answers)),
-                     category=None, source=NAME, meta=meta)
+    return make_sample(sample_id, image, question, answers, aliases, NAME, meta, image_path)
 
 
 def iter_samples(path: str | Path, *, image_dir: str | Path | None = None) -> Iterator[VQASample]:
