@@ -3,7 +3,7 @@
 Why: a hit is on the path of every replayed search step, so it should cost little more than reading
 the bytes from SQLite (target <= 1.3x for a text entry) and, with thumbnails, little more than reading
 plus decoding them (target <= 1.2x). Floors and the payload shape follow
-shared/notes/measured-floors.md: ~2.8 KB of JSON and five ~6 KB JPEG thumbnails. Medians of
+docs/measured-floors.md: ~2.8 KB of JSON and five ~6 KB JPEG thumbnails. Medians of
 interleaved rounds, since the machine is noisy.
 
 Run: python perf/cache_hit.py [--rounds 31] [--per-round 100] [--fillers 2000]

@@ -6,7 +6,7 @@ For each size N it writes a corpus of N pages (~200 words of Zipf-distributed sy
 builds the index (timed), loads it again (timed), and reports median latencies:
 
 - text: `text_search` end to end (BM25 + reading the hits + extractive summaries), our BM25 ranking
-  alone, and bm25s's own `retrieve` on the same index as the floor (shared/notes/measured-floors.md
+  alone, and bm25s's own `retrieve` on the same index as the floor (docs/measured-floors.md
   asks perf scripts to re-measure floors in the same run). Targets: <= 2 ms at 100k.
 - image: phash of one 224x224 query + nearest neighbours over the index hashes (4 per image with the
   default crops="centre", 8 with crops="all").

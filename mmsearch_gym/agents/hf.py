@@ -7,7 +7,7 @@ Why this shape:
   left-padded `generate` call (per `max_batch_size` chunk), so many episodes share a forward pass.
 - Generation stops at the end of the first action tag (`stopping.py`) and never emits vision
   special tokens (`<|image_pad|>`, `<|video_pad|>`, `<|vision_start|>`, …): a sampled `<|video_pad|>`
-  crashes Qwen2.5-VL's rope-index computation on the next turn (shared/notes/trl-multiturn-vlm.md).
+  crashes Qwen2.5-VL's rope-index computation on the next turn (docs/trl-multiturn-vlm.md).
 - The processor's `mm_token_type_ids` (Qwen2.5-VL) is passed to `generate` with everything else
   the processor returns; without it image tokens silently get 1-D positions.
 - Without torchvision (the CPU torch build here), `AutoProcessor` cannot build a video processor and

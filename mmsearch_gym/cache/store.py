@@ -9,7 +9,7 @@ evaluation workers) can read and write at once, with transactions. How it is use
 - Entries are canonical JSON with a checksum (`serialize`); thumbnails live once each under
   ``img|<sha256>``, so identical thumbnails dedupe and every value stays below `disk_min_file_size`,
   inside the database (values stored as separate files are ~2x slower to read,
-  shared/notes/measured-floors.md).
+  docs/measured-floors.md).
 - Eviction is off: a recorded cache is data, not a best-effort cache, and must not silently lose entries.
 - A hit reads the entry with one indexed SELECT and, when its bytes equal those of a recent hit, reuses
   the already parsed result (thumbnail bytes are content-addressed and immutable, so they are kept

@@ -1,7 +1,7 @@
 """The suites shipped inside the package: `synth-mini` (test split, the default) and
 `synth-mini-train`, each with the recorded search cache bundle that strict replay uses.
 
-They are built by `mmsearch-gym suite build` (see `benchmarks.suite_builder`) with the default seed.
+They are built by `mmsearch-gym data synth` (see `benchmarks.suite_builder`) with the default seed.
 """
 
 from __future__ import annotations

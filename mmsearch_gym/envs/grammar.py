@@ -2,7 +2,7 @@
 
 Every function here is linear in the length of its input: only `str.strip`, `endswith`, `rfind`,
 `find` and `count`, never a backtracking regex (an end-anchored `<text_search>.*</text_search>$`
-is quadratic on adversarial input; see shared/notes/measured-floors.md). Nothing here raises on
+is quadratic on adversarial input; see docs/measured-floors.md). Nothing here raises on
 anything a model can write.
 """
 

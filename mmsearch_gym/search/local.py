@@ -4,7 +4,7 @@ Image search: every page image is indexed by 64-bit perceptual hashes (imagehash
 image and of seven crops of it (three centred, four corner-anchored); a query is hashed once, whole,
 and matched by Hamming distance (numpy popcount over uint64 XOR) under a threshold, so an unrelated
 image returns nothing. Why the crop hashes: a single phash catches re-encodes and resizes but only
-~half of 10% crops (shared/notes/measured-floors.md); with the crops stored at index time, centre
+~half of 10% crops (docs/measured-floors.md); with the crops stored at index time, centre
 crops down to 80% (and, with crops="all", corner crops of 90%) match at distance <= 8 while unrelated
 images stay >= 12 (measured on 350 synthetic and 1/f-noise images), and the query still costs one
 phash.

@@ -28,7 +28,7 @@ class EncodedImage:
     """An image kept as its encoded bytes (PNG/JPEG/WebP) and decoded only when pixels are needed.
 
     Why not a PIL image or an array: decoding thumbnails dominates the cost of a cache hit
-    (shared/notes/measured-floors.md), and agents that forward images to a server can send these
+    (docs/measured-floors.md), and agents that forward images to a server can send these
     bytes as they are. Equality is equality of the encoded bytes, which is what a replay must reproduce.
     """
 

@@ -1,6 +1,6 @@
 """Multi-turn GRPO on the environment through TRL (`GRPOTrainer` + `rollout_func`).
 
-How the pieces fit (measured facts: shared/notes/trl-multiturn-vlm.md):
+How the pieces fit (measured facts: docs/trl-multiturn-vlm.md):
 
 - The dataset holds one row per sample: a conversational `prompt` (the question text, for logs) whose
   message carries the `sample_id`; TRL's sampler repeats each row `num_generations` times.

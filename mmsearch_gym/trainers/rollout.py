@@ -17,7 +17,7 @@ episode, what a policy-gradient trainer needs:
 - `images`: every image whose placeholders the ids hold, in order (question image, then thumbnails);
 - the env reward, final info and the actions (the text the env received for each turn).
 
-Generation details that each fix a silent failure (shared/notes/trl-multiturn-vlm.md):
+Generation details that each fix a silent failure (docs/trl-multiturn-vlm.md):
 `mm_token_type_ids` is passed on every turn (else Qwen2.5-VL gives image tokens 1-D positions and
 log-probs drift by ~1e-3); vision special tokens are suppressed (a sampled `<|video_pad|>` crashes the
 next turn); every turn stops at the first closing action tag (`</answer>`, `</search>`,

@@ -2,7 +2,7 @@
 
 Why: examples, smoke runs and tests must train end to end without downloading anything, and on two
 CPU cores. Qwen's real 152k-token vocabulary makes the LM head and every sampling step the dominant
-cost (see shared/notes/trl-multiturn-vlm.md: ~1 s/step with a tiny vocabulary vs 25-38 s with the
+cost (see docs/trl-multiturn-vlm.md: ~1 s/step with a tiny vocabulary vs 25-38 s with the
 real one), so the tokenizer here is a byte-level BPE trained (deterministically, in-process) on the
 environment's own prompt texts, with Qwen2.5's special tokens, pre-tokenizer and chat template. The
 model is the real Qwen2.5-VL architecture (vision tower, multimodal RoPE, `<|image_pad|>` tokens), so
