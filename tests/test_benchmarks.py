@@ -22,7 +22,7 @@ from mmsearch_gym.agents.baselines import (
     entity_from_title,
     extract_answer,
 )
-from mmsearch_gym.benchmarks.records import RecordsFile
+from mmsearch_gym.benchmarks.records import RecordsAppender, RecordsFile
 from mmsearch_gym.benchmarks.runner import RunSpec, evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,11 +91,14 @@ def test_resume_refuses_a_different_run(tmp_path):
         evaluate(NoSearchAgent(), RunSpec(samples, backend, seed=1), tmp_path)
 
 
-def test_torn_last_line_is_dropped(tmp_path):
+def test_torn_last_line_is_left_out_by_readers_and_cut_by_the_appender(tmp_path):
     path = tmp_path / "episodes.jsonl"
     path.write_bytes(b'{"index": 0, "x": 1}\n{"index": 1, "x"')
     records = RecordsFile(path)
-    assert len(records) == 1 and path.read_bytes() == b'{"index": 0, "x": 1}\n'
+    assert len(records) == 1 and records.torn is not None
+    assert path.read_bytes() == b'{"index": 0, "x": 1}\n{"index": 1, "x"'  # reading never modifies the file
+    assert len(RecordsAppender(path)) == 1 and path.read_bytes() == b'{"index": 0, "x": 1}\n'
+    assert (tmp_path / "episodes.jsonl.torn").read_bytes() == b'{"index": 1, "x"\n'  # set aside, not lost
 
 
 SLOW_RUN = r"""

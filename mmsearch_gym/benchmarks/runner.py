@@ -19,17 +19,17 @@ import gymnasium as gym
 import mmsearch_gym
 from mmsearch_gym.agents.base import Agent, AgentBatchError, AgentError
 from mmsearch_gym.benchmarks.metrics import compute_metrics
-from mmsearch_gym.benchmarks.records import RECORDS_FILE, RecordsFile, write_json_atomic
 from mmsearch_gym.data.sample import VQASample
 from mmsearch_gym.envs.grammar import parse_action
 from mmsearch_gym.registration import ENV_ID
+from mmsearch_gym.runs import (
+    MANIFEST_FILE, METRICS_FILE, RECORDS_FILE, RESUME_KEYS, RecordsAppender, check_resume, write_json_atomic,
+)
 from mmsearch_gym.search.keys import image_digest
 from mmsearch_gym.search.types import SearchBackend
 
-MANIFEST_FILE = "manifest.json"
-METRICS_FILE = "metrics.json"
-# Manifest fields that must match when a run directory is resumed.
-_RESUME_KEYS = ("suite_hash", "cache_bundle_hash", "reward", "env", "seed", "agent")
+__all__ = ["MANIFEST_FILE", "METRICS_FILE", "RECORDS_FILE", "RESUME_KEYS", "RunSpec", "build_manifest", "dataset_hash",
+           "evaluate"]
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -65,6 +65,13 @@ def _agent_card(agent: Agent) -> dict[str, Any]:
     return json.loads(json.dumps(card, sort_keys=True, default=str))
 
 
+def search_mode(search: SearchBackend) -> str:
+    """How the run searched: a cache wrapper's mode (replay, replay_or_empty, record, live), or "live"
+    for a backend called directly."""
+    mode = getattr(search, "mode", None)
+    return mode if isinstance(mode, str) else "live"
+
+
 def build_manifest(spec: RunSpec, agent: Agent, env: gym.Env) -> dict[str, Any]:
     unwrapped = env.unwrapped
     return {
@@ -74,6 +81,7 @@ def build_manifest(spec: RunSpec, agent: Agent, env: gym.Env) -> dict[str, Any]:
         "suite": spec.suite_name,
         "suite_hash": spec.suite_hash or dataset_hash(spec.samples),
         "episodes": len(spec.samples),
+        "search_mode": search_mode(unwrapped.search),
         "search_backend": unwrapped.search.backend_id,
         "cache_bundle_hash": spec.cache_bundle_hash,
         "reward": unwrapped.reward_config.to_dict(),
@@ -88,18 +96,6 @@ def build_manifest(spec: RunSpec, agent: Agent, env: gym.Env) -> dict[str, Any]:
         "seed": spec.seed,
         "agent": _agent_card(agent),
     }
-
-
-def _check_resume(out_dir: Path, manifest: dict[str, Any]) -> None:
-    path = out_dir / MANIFEST_FILE
-    if not path.exists():
-        return
-    previous = json.loads(path.read_text(encoding="utf-8"))
-    for key in _RESUME_KEYS:
-        if previous.get(key) != manifest.get(key):
-            raise ValueError(
-                f"{out_dir} holds a different run ({key} was {previous.get(key)!r}, now {manifest.get(key)!r}); "
-                "use another --out directory or delete this one")
 
 
 @dataclass
@@ -188,10 +184,10 @@ def evaluate(agent: Agent, spec: RunSpec, out_dir: str | Path, *, batch_size: in
     out_dir.mkdir(parents=True, exist_ok=True)
     envs = [spec.make_env() for _ in range(min(batch_size, len(spec.samples)))]
     manifest = build_manifest(spec, agent, envs[0])
-    _check_resume(out_dir, manifest)
+    check_resume(out_dir, manifest)
     write_json_atomic(out_dir / MANIFEST_FILE, manifest)
 
-    records = RecordsFile(out_dir / RECORDS_FILE)
+    records = RecordsAppender(out_dir / RECORDS_FILE)
     pending = [index for index in range(len(spec.samples)) if index not in records]
     total = len(spec.samples)
     if progress:

@@ -23,8 +23,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from mmsearch_gym.benchmarks.metrics import compute_metrics
-from mmsearch_gym.benchmarks.records import RECORDS_FILE
-from mmsearch_gym.benchmarks.runner import MANIFEST_FILE, METRICS_FILE
+from mmsearch_gym.runs import MANIFEST_FILE, METRICS_FILE, RECORDS_FILE
 
 AGENT_CARD_FILE = "agent_card.json"
 EPISODES_FILE = RECORDS_FILE

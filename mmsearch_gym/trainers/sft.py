@@ -24,7 +24,7 @@ import gymnasium as gym
 import torch
 from trl import SFTConfig, SFTTrainer
 
-from mmsearch_gym.benchmarks.records import RECORDS_FILE, RecordsFile
+from mmsearch_gym.runs import RECORDS_FILE, RecordsFile
 from mmsearch_gym.search.keys import image_digest
 from mmsearch_gym.trainers.checkpoints import ConvertedCheckpointMixin, save_final_checkpoint_callback
 from mmsearch_gym.trainers.config import ConfigError, SFTRunConfig, to_plain

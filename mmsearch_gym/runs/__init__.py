@@ -1,0 +1,20 @@
+"""Run directories: the append-only episode records and the run manifest (a ground layer).
+
+Why a room of its own: the evaluator writes runs, while submissions, leaderboard validation, the
+judge and SFT read them. Keeping the file formats here, importing nothing of the higher layers, lets
+every reader share one parser (one set of error messages) without `trainers` importing `benchmarks`.
+"""
+
+from mmsearch_gym.runs.manifest import (
+    MANIFEST_FILE, METRICS_FILE, RESUME_KEYS, RunMismatch, check_resume, encode_json, read_json_object,
+    resume_mismatch, write_json_atomic,
+)
+from mmsearch_gym.runs.records import (
+    RECORDS_FILE, RecordsAppender, RecordsError, RecordsFile, TornTail, encode_record, parse_records, read_records,
+)
+
+__all__ = [
+    "MANIFEST_FILE", "METRICS_FILE", "RECORDS_FILE", "RESUME_KEYS", "RecordsAppender", "RecordsError", "RecordsFile",
+    "RunMismatch", "TornTail", "check_resume", "encode_json", "encode_record", "parse_records", "read_json_object",
+    "read_records", "resume_mismatch", "write_json_atomic",
+]
