@@ -183,7 +183,7 @@ REFUSALS: dict[str, tuple[Callable[[Path, Path], Path], type[BundleError], str]]
     "compressed": (lambda b, out: _write_zip(out, list(_members(b).items()), compress=zipfile.ZIP_DEFLATED),
                    BundleFormatError, "is compressed"),
     "duplicate": (lambda b, out: _write_zip(out, list(_members(b).items()) + [
-        ("manifest.json", _members(b)["manifest.json"])]), BundleFormatError, "appears twice"),
+        ("manifest.json", _members(b)["manifest.json"])]), BundleFormatError, "appears more than once"),
     "not a zip": (lambda b, out: (out.write_bytes(b"PK\x03\x04 definitely not a zip" * 10), out)[1],
                   BundleFormatError, "not a search cache bundle"),
 }

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Literal
 
+from mmsearch_gym.archives import ArchiveError, ArchiveLimits, open_archive, read_member
 from mmsearch_gym.cache.serialize import canonical_json, parse_payload, sha256_hex
 from mmsearch_gym.cache.store import SearchCache
 
@@ -187,70 +188,39 @@ class _Scan:
     images: dict[str, str]  # thumbnail sha256 -> member
 
 
-def _check_directory_size(path: Path, limits: BundleLimits) -> None:
-    """Refuse a zip whose central directory declares too many members before `zipfile` loads it
-    (it would build one object per declared member). Uses zipfile's end-record reader when present."""
-    read_end_record = getattr(zipfile, "_EndRecData", None)
-    if read_end_record is None:  # pragma: no cover - other Python implementations
-        return
-    try:
-        with path.open("rb") as handle:
-            end = read_end_record(handle)
-    except (OSError, ValueError, zipfile.BadZipFile):
-        return  # zipfile.ZipFile reports it
-    if end and (end[4] > limits.max_members or end[5] > limits.max_members * 1024):
-        raise BundleTooLarge(f"bundle {str(path)!r} declares {end[4]} members in a {end[5]}-byte directory "
-                             f"(limit {limits.max_members} members)")
+def _archive_limits(limits: BundleLimits) -> ArchiveLimits:
+    return ArchiveLimits(
+        max_members=limits.max_members, max_member_bytes=limits.max_member_bytes,
+        max_total_bytes=limits.max_total_bytes, max_central_directory_bytes=limits.max_members * 1024,
+        compression_methods=frozenset({zipfile.ZIP_STORED}), member_bytes=((MANIFEST_NAME, limits.max_manifest_bytes),))
 
 
-def _open_zip(path: Path, limits: BundleLimits = DEFAULT_LIMITS) -> zipfile.ZipFile:
+_ERRORS: dict[str, type[BundleError]] = {"unsafe": UnsafeBundleMember, "too_large": BundleTooLarge}
+
+
+def _bundle_error(path: Path, error: ArchiveError) -> BundleError:
+    """The first problem `archives` found, as the matching `BundleError`."""
+    problem = error.problems[0]
+    if problem.kind == "not_a_zip":
+        return BundleFormatError(f"{str(path)!r} is not a search cache bundle ({problem.reason})")
+    return _ERRORS.get(problem.kind, BundleFormatError)(f"bundle {problem.reason}", member=problem.member)
+
+
+def _open_zip(path: Path, limits: BundleLimits) -> zipfile.ZipFile:
+    """The bundle as a zip that passed every structural check of `mmsearch_gym.archives`."""
     if not path.is_file():
         raise BundleFormatError(f"bundle {str(path)!r} does not exist or is not a file")
-    _check_directory_size(path, limits)
     try:
-        return zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as error:
-        raise BundleFormatError(f"{str(path)!r} is not a search cache bundle (not a readable zip: {error})") \
-            from None
+        return open_archive(path, _archive_limits(limits))
+    except ArchiveError as error:
+        raise _bundle_error(path, error) from None
 
 
-def _check_member(info: zipfile.ZipInfo, limits: BundleLimits) -> None:
-    name = info.filename
-    parts = name.split("/")
-    if ("\\" in name or "\x00" in name or name.startswith("/") or re.match(r"[A-Za-z]:", name)
-            or any(part in ("..", ".") for part in parts)):
-        raise UnsafeBundleMember(f"bundle member {name!r} has an unsafe path", member=name)
-    if stat.S_ISLNK(info.external_attr >> 16):
-        raise UnsafeBundleMember(f"bundle member {name!r} is a symbolic link", member=name)
-    if name != MANIFEST_NAME and not _ENTRY_NAME.fullmatch(name) and not _IMAGE_NAME.fullmatch(name):
-        raise BundleFormatError(f"unexpected bundle member {name!r}", member=name)
-    if info.flag_bits & 0x1:
-        raise BundleFormatError(f"bundle member {name!r} is encrypted", member=name)
-    if info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size:
-        raise BundleFormatError(
-            f"bundle member {name!r} is compressed (method {info.compress_type}); bundles store members "
-            "uncompressed: re-export it with `mmsearch-gym cache export`", member=name)
-    limit = limits.max_manifest_bytes if name == MANIFEST_NAME else limits.max_member_bytes
-    if info.file_size > limit:
-        raise BundleTooLarge(f"bundle member {name!r} declares {info.file_size} bytes (limit {limit})",
-                             member=name)
-
-
-def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limits: BundleLimits) -> bytes:
-    name = info.filename
-    limit = limits.max_manifest_bytes if name == MANIFEST_NAME else limits.max_member_bytes
+def _read_member(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, limits: BundleLimits) -> bytes:
     try:
-        with archive.open(info) as member:
-            data = member.read(min(limit, info.file_size) + 1)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as error:
-        raise BundleFormatError(f"bundle member {name!r} cannot be read: {error}", member=name) from None
-    if len(data) > info.file_size or len(data) > limit:
-        raise BundleTooLarge(f"bundle member {name!r} holds more than its declared {info.file_size} bytes",
-                             member=name)
-    if len(data) != info.file_size:
-        raise BundleFormatError(f"bundle member {name!r} is truncated ({len(data)} of {info.file_size} bytes)",
-                                member=name)
-    return data
+        return read_member(archive, info, _archive_limits(limits))
+    except ArchiveError as error:
+        raise _bundle_error(path, error) from None
 
 
 def _parse_manifest(data: bytes) -> dict[str, Any]:
@@ -278,23 +248,14 @@ def _parse_manifest(data: bytes) -> dict[str, Any]:
 def _scan(path: Path, limits: BundleLimits) -> _Scan:
     with _open_zip(path, limits) as archive:
         infos = archive.infolist()
-        if len(infos) > limits.max_members:
-            raise BundleTooLarge(f"bundle {str(path)!r} has {len(infos)} members (limit {limits.max_members})")
-        seen: set[str] = set()
-        declared = 0
         for info in infos:
-            _check_member(info, limits)
-            if info.filename in seen:
-                raise BundleFormatError(f"bundle member {info.filename!r} appears twice", member=info.filename)
-            seen.add(info.filename)
-            declared += info.file_size
-        if declared > limits.max_total_bytes:
-            raise BundleTooLarge(f"bundle {str(path)!r} declares {declared} bytes in all "
-                                 f"(limit {limits.max_total_bytes})")
+            name = info.filename
+            if name != MANIFEST_NAME and not _ENTRY_NAME.fullmatch(name) and not _IMAGE_NAME.fullmatch(name):
+                raise BundleFormatError(f"unexpected bundle member {name!r}", member=name)
         by_name = {info.filename: info for info in infos}
         if MANIFEST_NAME not in by_name:
             raise BundleFormatError(f"{str(path)!r} has no {MANIFEST_NAME}; not a search cache bundle")
-        manifest = _parse_manifest(_read_member(archive, by_name[MANIFEST_NAME], limits))
+        manifest = _parse_manifest(_read_member(path, archive, by_name[MANIFEST_NAME], limits))
 
         entries: dict[str, tuple[str, str]] = {}
         referenced: set[str] = set()
@@ -303,7 +264,7 @@ def _scan(path: Path, limits: BundleLimits) -> _Scan:
         for info in infos:
             name = info.filename
             if _ENTRY_NAME.fullmatch(name):
-                payload = _read_member(archive, info, limits)
+                payload = _read_member(path, archive, info, limits)
                 try:
                     record = parse_payload(payload)
                 except ValueError as error:
@@ -318,7 +279,7 @@ def _scan(path: Path, limits: BundleLimits) -> _Scan:
                 referenced.update(record.thumbnails)
                 backend_ids.add(record.backend_id)
             elif (match := _IMAGE_NAME.fullmatch(name)) is not None:
-                data = _read_member(archive, info, limits)
+                data = _read_member(path, archive, info, limits)
                 if sha256_hex(data) != match.group(1):
                     raise BundleHashMismatch(f"bundle member {name!r} does not hash to its name", member=name)
                 images[match.group(1)] = name
@@ -376,7 +337,7 @@ def import_bundle(path: str | os.PathLike[str], cache: SearchCache | str | os.Pa
         target, owned = _open_cache(cache, create=True)
         if owned:
             stack.callback(target.close)
-        archive = stack.enter_context(_open_zip(bundle))
+        archive = stack.enter_context(_open_zip(bundle, limits))  # the caller's limits, not the defaults
         stack.enter_context(target.transaction())
         conflicts = []
         for key, (_, payload_sha) in sorted(scan.entries.items()):
@@ -391,7 +352,7 @@ def import_bundle(path: str | os.PathLike[str], cache: SearchCache | str | os.Pa
 
         def read_checked(name: str, sha: str) -> bytes:
             try:
-                data = _read_member(archive, archive.getinfo(name), limits)
+                data = _read_member(bundle, archive, archive.getinfo(name), limits)
             except KeyError:
                 data = b""
             if sha256_hex(data) != sha:  # the file changed since it was validated
