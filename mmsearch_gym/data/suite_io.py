@@ -10,7 +10,9 @@ sample in file order its id and the sha256 of its image bytes. It pins a dataset
 or on a leaderboard: any changed byte in questions, answers or images changes it.
 
 Reading is lazy: samples carry the image *path* (VQASample decodes on use), so a 10k-sample suite
-loads in well under a second; hashing reads each image file once (`verify=False` skips that).
+loads in well under a second; hashing reads each image file once (`verify=False` skips that). A
+damaged image therefore fails on use, as an ImageError naming the sample and the image file; writing
+decodes every image once, so a suite is never written with one.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any, Union
 
 from PIL import Image
 
+from mmsearch_gym.checks import require_int
 from mmsearch_gym.data.sample import VQASample
 
 FORMAT = "mmsearch-gym-suite"
@@ -45,19 +48,22 @@ def _canonical(record: Mapping[str, Any]) -> str:
 
 
 def _png(sample: VQASample) -> bytes:
-    """The sample's image as PNG bytes; PNG inputs (bytes or a file) are kept byte for byte."""
+    """The sample's image as PNG bytes; PNG inputs (bytes or a file) are kept byte for byte.
+
+    Every image is decoded once, PNG inputs included, so that a truncated or oversized image is
+    refused here (ImageError naming the sample and where its image came from) instead of being
+    written into a suite that would fail mid-run.
+    """
+    pixels = sample.rgb()
     image = sample.image
     if isinstance(image, (bytes, bytearray)) and bytes(image[:8]) == _PNG_SIGNATURE:
         return bytes(image)
     if isinstance(image, (str, os.PathLike)):
-        path = Path(image)
-        if not path.is_file():
-            raise ValueError(f"sample {sample.id!r}: image file not found: {str(path)!r}")
-        data = path.read_bytes()
+        data = Path(image).read_bytes()
         if data[:8] == _PNG_SIGNATURE:
             return data
     buffer = io.BytesIO()
-    Image.fromarray(sample.rgb()).save(buffer, format="PNG", optimize=True)
+    Image.fromarray(pixels).save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()
 
 
@@ -145,9 +151,10 @@ def read_manifest(path: PathLike) -> dict[str, Any]:
     if manifest.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{str(file)!r}: unsupported format_version {manifest.get('format_version')!r}, "
                          f"this reader knows {FORMAT_VERSION}")
-    for key, kind in (("name", str), ("version", str), ("count", int), ("sha256", str)):
-        if not isinstance(manifest.get(key), kind):
-            raise ValueError(f"{str(file)!r}: field {key!r} must be a {kind.__name__}, got {manifest.get(key)!r}")
+    for key in ("name", "version", "sha256"):
+        if not isinstance(manifest.get(key), str):
+            raise ValueError(f"{str(file)!r}: field {key!r} must be a str, got {manifest.get(key)!r}")
+    require_int(f"{str(file)!r}: field 'count'", manifest.get("count"), low=0)
     return manifest
 
 
@@ -155,13 +162,16 @@ def _str_list(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 
-def _parse(root: Path) -> tuple[bytes, list[dict[str, Any]]]:
-    """samples.jsonl's bytes and records, each line checked; errors name the file and line."""
+def _parse(root: Path) -> tuple[bytes, list[dict[str, Any]], list[int]]:
+    """samples.jsonl's bytes, records and their line numbers, each line checked; errors name the file
+    and line."""
     file = root / SAMPLES
     if not file.is_file():
         raise ValueError(f"suite samples file missing: {str(file)!r}")
     data = file.read_bytes()
-    records, seen = [], set()
+    records: list[dict[str, Any]] = []
+    numbers: list[int] = []
+    seen: set[str] = set()
     for number, line in enumerate(data.decode("utf-8", errors="replace").split("\n"), start=1):
         if not line.strip():
             continue
@@ -190,7 +200,8 @@ def _parse(root: Path) -> tuple[bytes, list[dict[str, Any]]]:
         if not isinstance(record["source"], str):
             raise ValueError(f"{where}: source must be a string, got {record['source']!r}")
         records.append(record)
-    return data, records
+        numbers.append(number)
+    return data, records, numbers
 
 
 def _image_path(root: Path, sample_id: str) -> Path:
@@ -205,7 +216,7 @@ def suite_hash(path: PathLike) -> str:
     root = Path(path)
     if not root.is_dir():
         raise ValueError(f"suite directory not found: {str(path)!r}")
-    data, records = _parse(root)
+    data, records, _ = _parse(root)
     digests = [(r["id"], hashlib.sha256(_image_path(root, r["id"]).read_bytes()).hexdigest()) for r in records]
     return _digest(data, digests)
 
@@ -219,7 +230,7 @@ def read_suite(path: PathLike, *, verify: bool = True) -> tuple[VQASample, ...]:
     """
     root = Path(path)
     manifest = read_manifest(root)
-    data, records = _parse(root)
+    data, records, numbers = _parse(root)
     if len(records) != manifest["count"]:
         raise ValueError(f"{str(root / MANIFEST)!r} says {manifest['count']} samples, "
                          f"{str(root / SAMPLES)!r} has {len(records)}")
@@ -231,7 +242,7 @@ def read_suite(path: PathLike, *, verify: bool = True) -> tuple[VQASample, ...]:
             raise ValueError(f"suite hash mismatch for {str(root)!r}: manifest says {manifest['sha256']}, "
                              f"files hash to {digest} (a file was changed after writing)")
     samples = []
-    for record, image in zip(records, paths, strict=True):
+    for record, image, number in zip(records, paths, numbers, strict=True):
         try:
             samples.append(VQASample(
                 id=record["id"], image=str(image), question=record["question"],
@@ -239,5 +250,5 @@ def read_suite(path: PathLike, *, verify: bool = True) -> tuple[VQASample, ...]:
                 category=record["category"], source=record["source"], meta=record["meta"],
             ))
         except ValueError as error:
-            raise ValueError(f"{str(root / SAMPLES)!r}: {error}") from error
+            raise ValueError(f"{str(root / SAMPLES)!r} line {number}: {error}") from error
     return tuple(samples)

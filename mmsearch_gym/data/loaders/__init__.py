@@ -1,4 +1,5 @@
-"""Loaders for the real benchmarks (FVQA, InfoSeek, MMSearch, SimpleVQA, LiveVQA) from local files.
+"""Loaders for the real benchmarks (FVQA, InfoSeek, InfoSeek sub-2k, MMSearch, SimpleVQA, LiveVQA) from
+local files.
 
 Importing this package registers every loader with `mmsearch_gym.data.suites`, so
 `gym.make("mmsearch_gym:ImageSearchVQA-v0", dataset=("fvqa", "fvqa_test.parquet"), search=...)` works.
@@ -17,12 +18,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from mmsearch_gym.data.loaders import fvqa, infoseek, livevqa, mmsearch, simplevqa
-from mmsearch_gym.data.loaders.common import LoaderError
+from mmsearch_gym.data.loaders import fvqa, infoseek, infoseek_sub2k, livevqa, mmsearch, simplevqa
+from mmsearch_gym.data.loaders.errors import LoaderError
 from mmsearch_gym.data.sample import VQASample
 from mmsearch_gym.data.suites import register_loader
 
-_MODULES = {module.NAME: module for module in (fvqa, infoseek, mmsearch, simplevqa, livevqa)}
+_MODULES = {module.NAME: module for module in (fvqa, infoseek, infoseek_sub2k, mmsearch, simplevqa,
+                                                          livevqa)}
 
 LOADERS: dict[str, Callable[..., tuple[VQASample, ...]]] = {name: m.load for name, m in _MODULES.items()}
 ITERATORS: dict[str, Callable[..., Iterator[VQASample]]] = {name: m.iter_samples for name, m in _MODULES.items()}
@@ -42,7 +44,7 @@ def load(name: str, path: str | Path, **kwargs: Any) -> tuple[VQASample, ...]:
     """All samples of benchmark `name` in `path` (a file, or a folder of the benchmark's files).
 
     kwargs go to the loader: `limit=` for all; `image_dir=` for infoseek, simplevqa and livevqa;
-    `question_extractor=` for fvqa; `skip_missing_images=` for infoseek.
+    `question_extractor=` for fvqa and infoseek-sub2k; `skip_missing_images=` for infoseek.
     """
     return _lookup(LOADERS, name)(path, **kwargs)
 

@@ -15,6 +15,10 @@ HF dataset `lmms-lab/FVQA`, files such as `fvqa_train.parquet` / `fvqa_test.parq
 The question is taken, in order, from `extra_info.question`, from the text after the last line
 starting with "Question:" in the user turn (up to a blank line), or from the whole user turn; the
 `<image>` placeholder is removed. Images stay encoded bytes (decoded by the env on use).
+
+`data_id` is the sample id and is also kept, as stored (str or int), in `meta["data_id"]`: MMSearch-R1's
+released search caches are keyed by it. Other files in this verl layout (MMSearch-R1's InfoSeek
+sub-2k parquet) are read by the same code under their own loader name (`infoseek-sub2k`).
 """
 
 from __future__ import annotations
@@ -24,10 +28,11 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Callable
 
-from mmsearch_gym.data.loaders.common import (
-    PARQUET_BATCH_ROWS, RowContext, as_text, as_text_list, build_samples, collect, data_files, existing_file,
-    image_from_struct, iter_parquet_rows, stable_id,
-)
+from mmsearch_gym.data.loaders.building import build_samples, collect, stable_id
+from mmsearch_gym.data.loaders.cells import as_text, as_text_list
+from mmsearch_gym.data.loaders.errors import RowContext
+from mmsearch_gym.data.loaders.image_cells import image_from_struct
+from mmsearch_gym.data.loaders.rows import PARQUET_BATCH_ROWS, data_files, existing_file, iter_parquet_rows
 from mmsearch_gym.data.sample import VQASample
 
 NAME = "fvqa"
@@ -90,7 +95,8 @@ def _user_text(context: RowContext, prompt: Any) -> str:
     return text
 
 
-def _row_sample(context: RowContext, record: Mapping[str, Any], extract: QuestionExtractor) -> VQASample:
+def _row_sample(context: RowContext, record: Mapping[str, Any], extract: QuestionExtractor,
+                source: str) -> VQASample:
     base_dirs = (context.file.parent,)
     raw_prompt = record[COL_PROMPT]
     user_text = _user_text(context, raw_prompt)
@@ -106,7 +112,8 @@ def _row_sample(context: RowContext, record: Mapping[str, Any], extract: Questio
     images = record[COL_IMAGES]
     if not isinstance(images, (list, tuple)) or not images:
         raise context.error(COL_IMAGES, "expected a non-empty list of image structs {bytes, path}", images)
-    image, image_path = image_from_struct(context, f"{COL_IMAGES}[0]", images[0], base_dirs)
+    image_column = f"{COL_IMAGES}[0]"
+    image, image_path = image_from_struct(context, image_column, images[0], base_dirs)
 
     reward = record[COL_REWARD_MODEL]
     if not isinstance(reward, Mapping):
@@ -126,7 +133,7 @@ def _row_sample(context: RowContext, record: Mapping[str, Any], extract: Questio
 
     data_id = record.get(COL_DATA_ID)
     sample_id = as_text(context, COL_DATA_ID, data_id) if data_id is not None \
-        else stable_id(NAME, context.file, context.row)
+        else stable_id(source, context.file, context.row)
 
     urls = record.get(COL_IMAGE_URLS)
     if isinstance(urls, str):
@@ -138,6 +145,8 @@ def _row_sample(context: RowContext, record: Mapping[str, Any], extract: Questio
         "data_source": record.get(COL_DATA_SOURCE), "image_url": image_url,
         "reward_style": reward.get(FIELD_STYLE), "n_images": len(images),
     }
+    if data_id is not None:
+        meta["data_id"] = data_id
     if image_path:
         meta["image_path"] = image_path
     if record.get(COL_ABILITY) is not None:
@@ -145,17 +154,26 @@ def _row_sample(context: RowContext, record: Mapping[str, Any], extract: Questio
     if isinstance(extra, Mapping):
         meta["extra_info"] = dict(extra)
     return VQASample(id=sample_id, image=image, question=question, answers=answers,
-                     candidate_answers=candidates, category=category, source=NAME, meta=meta)
+                     candidate_answers=candidates, category=category, source=source, meta=meta,
+                     image_origin=context.at(image_column))
+
+
+def iter_verl_samples(path: str | Path, source: str, *, question_extractor: QuestionExtractor = question_from_text,
+                      batch_size: int = PARQUET_BATCH_ROWS) -> Iterator[VQASample]:
+    """Stream samples from verl-style parquet file(s) in MMSearch-R1's layout (module docstring), one
+    record batch at a time; `source` names the dataset in `VQASample.source`, errors and fallback ids."""
+    root = existing_file(path, f"{source} loader")
+    for file in data_files(root, (".parquet",), f"{source} loader"):
+        rows = iter_parquet_rows(file, REQUIRED, OPTIONAL, batch_size=batch_size)
+        yield from build_samples(rows, lambda context, record: _row_sample(context, record, question_extractor,
+                                                                          source))
 
 
 def iter_samples(path: str | Path, *, question_extractor: QuestionExtractor = question_from_text,
                  batch_size: int = PARQUET_BATCH_ROWS) -> Iterator[VQASample]:
     """Stream FVQA samples from a parquet file (or every parquet file under a directory), one record
     batch at a time, so a multi-GB file never sits in memory at once."""
-    root = existing_file(path, "fvqa loader")
-    for file in data_files(root, (".parquet",), "fvqa loader"):
-        rows = iter_parquet_rows(file, REQUIRED, OPTIONAL, batch_size=batch_size)
-        yield from build_samples(rows, lambda context, record: _row_sample(context, record, question_extractor))
+    return iter_verl_samples(path, NAME, question_extractor=question_extractor, batch_size=batch_size)
 
 
 def load(path: str | Path, *, limit: int | None = None,

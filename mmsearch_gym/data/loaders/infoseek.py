@@ -22,10 +22,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mmsearch_gym.data.loaders.common import (
-    IMAGE_EXTENSIONS, RowContext, as_text, as_text_list, build_samples, collect, data_files, existing_file,
-    find_image_by_id, iter_json_rows, stable_id,
-)
+from mmsearch_gym.data.loaders.building import build_samples, collect, stable_id
+from mmsearch_gym.data.loaders.cells import as_text, as_text_list
+from mmsearch_gym.data.loaders.errors import RowContext
+from mmsearch_gym.data.loaders.image_cells import IMAGE_EXTENSIONS, find_image_by_id
+from mmsearch_gym.data.loaders.rows import data_files, existing_file, iter_json_rows
 from mmsearch_gym.data.sample import VQASample
 
 NAME = "infoseek"
@@ -87,7 +88,7 @@ def _row_sample(context: RowContext, record: dict[str, Any], image_dir: Path,
         meta["answer_ranges"] = ranges
     return VQASample(id=sample_id, image=image, question=question, answers=answers,
                      candidate_answers=tuple(a for a in aliases if a not in answers),
-                     category=None, source=NAME, meta=meta)
+                     category=None, source=NAME, meta=meta, image_origin=context.at(COL_IMAGE_ID))
 
 
 def iter_samples(path: str | Path, *, image_dir: str | Path | None = None,

@@ -26,10 +26,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from mmsearch_gym.data.loaders.common import (
-    RowContext, as_text, as_text_list, collect, iter_table_samples, make_sample,
-    stable_id,
-)
+from mmsearch_gym.data.loaders.building import collect, iter_table_samples, make_sample, stable_id
+from mmsearch_gym.data.loaders.cells import as_text, as_text_list
+from mmsearch_gym.data.loaders.errors import RowContext
 from mmsearch_gym.data.loaders.simplevqa import image_cell
 from mmsearch_gym.data.sample import VQASample
 
@@ -87,7 +86,8 @@ def _sample(context: RowContext, record: Mapping[str, Any], base_dirs: tuple[Pat
                             **{k: v for k, v in merged.items() if k not in _KNOWN and v is not None}}
     if isinstance(url, str) and url:
         meta["image_url"] = url
-    return make_sample(sample_id, image, question, answers, aliases, NAME, meta, image_path)
+    return make_sample(sample_id, image, question, answers, aliases, NAME, meta, image_path,
+                       image_origin=context.at(f"{prefix}{i_column}"))
 
 
 def _row_samples(context: RowContext, record: dict[str, Any], base_dirs: tuple[Path, ...]

@@ -19,10 +19,11 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from mmsearch_gym.data.loaders.common import (
-    PARQUET_BATCH_ROWS, RowContext, as_text, as_text_list, build_samples, collect, data_files, existing_file,
-    image_from_struct, iter_parquet_rows, stable_id,
-)
+from mmsearch_gym.data.loaders.building import build_samples, collect, stable_id
+from mmsearch_gym.data.loaders.cells import as_text, as_text_list
+from mmsearch_gym.data.loaders.errors import RowContext
+from mmsearch_gym.data.loaders.image_cells import image_from_struct
+from mmsearch_gym.data.loaders.rows import PARQUET_BATCH_ROWS, data_files, existing_file, iter_parquet_rows
 from mmsearch_gym.data.sample import VQASample
 
 NAME = "mmsearch"
@@ -62,7 +63,7 @@ def _row_sample(context: RowContext, record: dict[str, Any]) -> VQASample | None
         meta["image_path"] = image_path
     return VQASample(id=sample_id, image=image, question=question, answers=answers,
                      candidate_answers=tuple(a for a in alternatives if a not in answers),
-                     category=None, source=NAME, meta=meta)
+                     category=None, source=NAME, meta=meta, image_origin=context.at(COL_QUERY_IMAGE))
 
 
 def iter_samples(path: str | Path, *, batch_size: int = PARQUET_BATCH_ROWS) -> Iterator[VQASample]:

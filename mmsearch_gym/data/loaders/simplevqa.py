@@ -20,10 +20,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from mmsearch_gym.data.loaders.common import (
-    RowContext, as_text, as_text_list, collect, iter_table_samples, make_sample, image_from_struct,
-    image_from_text, stable_id,
-)
+from mmsearch_gym.data.loaders.building import collect, iter_table_samples, make_sample, stable_id
+from mmsearch_gym.data.loaders.cells import as_text, as_text_list
+from mmsearch_gym.data.loaders.errors import RowContext
+from mmsearch_gym.data.loaders.image_cells import image_from_struct, image_from_text
 from mmsearch_gym.data.sample import VQASample
 
 NAME = "simplevqa"
@@ -68,7 +68,8 @@ def _row_sample(context: RowContext, record: dict[str, Any], base_dirs: tuple[Pa
                             **{k: v for k, v in record.items() if k not in skip and v is not None}}
     if record.get(COL_SOURCE) is not None:
         meta["dataset_source"] = record[COL_SOURCE]
-    return make_sample(sample_id, image, question, answers, aliases, NAME, meta, image_path)
+    return make_sample(sample_id, image, question, answers, aliases, NAME, meta, image_path,
+                       image_origin=context.at(image_column))
 
 
 def iter_samples(path: str | Path, *, image_dir: str | Path | None = None) -> Iterator[VQASample]:
