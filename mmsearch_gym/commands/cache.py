@@ -140,3 +140,27 @@ def verify(bundle: Path = typer.Argument(..., help="Bundle file.")) -> None:
         _fail(error)
     _print_bundle(info, "bundle OK")
 
+
+@app.command("import-mmsearch-r1")
+def import_mmsearch_r1_command(
+    pickle_file: Path = typer.Argument(..., help="MMSearch-R1's released cache, e.g. fvqa_test_image_search_results_cache.pkl."),
+    suite: str = typer.Option(..., help="The dataset its data_ids belong to, e.g. fvqa:fvqa_test.parquet."),
+    output: Path = typer.Option(..., "--output", "-o", help="Bundle file to write."),
+    fetch_thumbnails: bool = typer.Option(False, help="Fetch thumbnail URLs once each (public hosts only); a failure gives a title-only result."),
+    top_k: int = typer.Option(5, min=1, help="Results per search the bundle answers for (the env's top_k)."),
+    backend_id: str = typer.Option("mmsearch-r1-fvqa-release", help="Backend id the entries are stored under."),
+) -> None:
+    """Convert MMSearch-R1's image-search pickle into a verified bundle (loaded safely: no code runs)."""
+    from mmsearch_gym.cache.importers import import_mmsearch_r1, question_images_by_data_id
+    from mmsearch_gym.data.suites import resolve_dataset
+
+    try:
+        report = import_mmsearch_r1(pickle_file, question_images_by_data_id(resolve_dataset(suite)), output,
+                                    backend_id=backend_id, top_k=top_k, fetch_thumbnails=fetch_thumbnails)
+    except (BundleError, ValueError, OSError) as error:
+        _fail(error)
+    for line in report.lines():
+        typer.echo(line)
+    assert report.bundle is not None
+    _print_bundle(report.bundle, "imported MMSearch-R1 cache")
+
