@@ -250,8 +250,8 @@ TAMPERING = {
     "bad agent card": (_set_member("agent_card.json", b'{"model": "m"}'), "agent card field 'size' is missing"),
     "missing member": (_remove_member("agent_card.json"), "missing member(s) agent_card.json"),
     "unexpected member": (_add_member("notes.txt"), "unexpected member 'notes.txt'"),
-    "path traversal": (_add_member("../evil"), "member '../evil' escapes its directory (path traversal)"),
-    "absolute path": (_add_member("/etc/evil"), "member '/etc/evil' is an absolute path"),
+    "path traversal": (_add_member("../evil"), "member '../evil' has an unsafe path: it escapes its directory (path traversal)"),
+    "absolute path": (_add_member("/etc/evil"), "member '/etc/evil' has an unsafe path: it is an absolute path"),
     "zip bomb (declared size)": (_set_member("metrics.json", b" " * (20 * 2**20)),
                                  "member 'metrics.json' declares 20971520 uncompressed bytes (limit 4194304)"),
     "zip bomb (ratio)": (_set_member("episodes.jsonl", b"\n" * (40 * 2**20)),
@@ -282,8 +282,7 @@ def test_hostile_zip_structures_are_rejected(tmp_path):
 
     crowded = _write(tmp_path / "crowded.zip", {**members, **{f"x{i}": b"" for i in range(20)}})
     assert validate_submission(crowded, pinned).reasons == [
-        "crowded.zip has 24 members; a submission has at most 8 "
-        "(exactly agent_card.json, episodes.jsonl, manifest.json, metrics.json)"]
+        "crowded.zip declares 24 members in a 1208-byte directory (limit 8 members)"]
 
     with pytest.warns(UserWarning, match="Duplicate name"):
         duplicated = _write(tmp_path / "dup.zip", list(members.items()) + [("metrics.json", b"{}")])

@@ -13,15 +13,18 @@ import html
 import json
 import math
 import os
+import re
+import tempfile
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 from string import Template
 from typing import Any, Mapping, Sequence
 
-from mmsearch_gym.benchmarks.records import write_json_atomic
+from mmsearch_gym.benchmarks.pinned import PinnedSuite
 from mmsearch_gym.benchmarks.submission import DEFAULT_LIMITS, SubmissionLimits
-from mmsearch_gym.benchmarks.validate import PinnedSuite, SpecResolver, ValidationReport, validate_submission
+from mmsearch_gym.benchmarks.validate import SpecResolver, ValidationReport, validate_submission
+from mmsearch_gym.runs import encode_json
 
 DEFAULT_PRICE_PER_1K = 15.0
 """US$ per 1000 search calls: SerpApi's list price, about $75 per 5k calls (DESIGN, intro)."""
@@ -103,8 +106,12 @@ def _submission_row(report: ValidationReport, price_per_1k: float) -> Leaderboar
 
 # -- rendering --------------------------------------------------------------------------------------------
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _esc(value: Any) -> str:
-    return html.escape(str(value), quote=True)
+    """HTML-escaped text; a lone surrogate (not Unicode, so not writable as UTF-8) becomes U+FFFD."""
+    return html.escape(_SURROGATE.sub("\ufffd", str(value)), quote=True)
 
 
 def _columns(categories: Sequence[str]) -> list[tuple[str, str, str]]:
@@ -203,7 +210,7 @@ def render_rejected(rejected: Sequence[tuple[str, Sequence[str]]]) -> str:
 
 def _inline_json(value: Any) -> str:
     """JSON safe inside a <script> element (no '</script>' or HTML-significant characters)."""
-    text = json.dumps(value, sort_keys=True, ensure_ascii=False)
+    text = json.dumps(value, sort_keys=True, ensure_ascii=True)
     return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
 
 
@@ -225,6 +232,24 @@ def _pins_line(suite: PinnedSuite | SpecResolver) -> str:
     return (f"Suite <code>{_esc(suite.spec.suite_name)}</code> ({len(suite.samples)} samples), suite hash "
             f"<code>{_esc(suite.suite_hash)}</code>, cache bundle hash <code>{_esc(suite.cache_bundle_hash)}</code>. "
             "Every submission was re-played against them.")
+
+
+def _write_site(files: Sequence[tuple[Path, bytes]]) -> None:
+    """Write every file through a temporary sibling, then move them all into place: a failure leaves
+    the previous site as it was and no temporary file behind."""
+    temps: list[tuple[str, Path]] = []
+    try:
+        for target, data in files:
+            handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            temps.append((name, target))
+            with os.fdopen(handle, "wb") as temp:
+                temp.write(data)
+            os.chmod(name, 0o644)
+        for name, target in temps:
+            os.replace(name, target)
+    finally:
+        for name, _ in temps:
+            Path(name).unlink(missing_ok=True)
 
 
 # -- building ---------------------------------------------------------------------------------------------
@@ -257,10 +282,9 @@ def build_leaderboard(submissions_dir: str | os.PathLike[str], out_dir: str | os
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     board = Leaderboard(rows, rejected, categories, float(price_per_1k), out / PAGE_FILE, out / DATA_FILE)
-    write_json_atomic(board.data, board.to_dict())
-    tmp = board.page.with_name(PAGE_FILE + ".tmp")
-    tmp.write_text(render_page(board, title=title, pins=_pins_line(suite)), encoding="utf-8")
-    os.replace(tmp, board.page)
+    data = encode_json(board.to_dict())  # both files are rendered before either is touched
+    page = render_page(board, title=title, pins=_pins_line(suite)).encode("utf-8")
+    _write_site(((board.data, data), (board.page, page)))
     return board
 
 

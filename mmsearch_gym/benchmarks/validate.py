@@ -7,108 +7,43 @@ every recorded field to equal what the env produces, then recomputes the metrics
 records. An edited reward or answer, a trajectory that could not have come from the env (a search
 result altered, actions after the episode ended), a missing or duplicated episode, or a run against
 another suite or cache is each rejected with a reason naming the episode and the field.
+
+Why it never raises on a package: one hostile file in a leaderboard's `submissions/` must not stop the
+site from being built for everyone else. Known hostile content gets a specific reason (a search the
+pinned cache never recorded, text that is not Unicode, an absurd number); anything else that goes wrong
+while reading or re-playing a package becomes a rejection naming the exception type.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence, Union
 
 import gymnasium as gym
 
 from mmsearch_gym.benchmarks.metrics import compute_metrics
-from mmsearch_gym.benchmarks.runner import (
-    EpisodeSlot, RunSpec, build_manifest, dataset_hash, episode_record, start_episode,
-)
+from mmsearch_gym.benchmarks.pinned import PinnedSuite
+from mmsearch_gym.benchmarks.runner import EpisodeSlot, RunSpec, build_manifest, episode_record, start_episode
 from mmsearch_gym.benchmarks.submission import (
-    AGENT_CARD_FILE, DEFAULT_LIMITS, EPISODES_FILE, REQUIRED_MANIFEST_FIELDS, SubmissionError,
-    SubmissionLimits, agent_card_problems, canonical, parse_json, read_submission,
+    AGENT_CARD_FILE,
+    DEFAULT_LIMITS,
+    EPISODES_FILE,
+    REQUIRED_MANIFEST_FIELDS,
+    SubmissionContents,
+    SubmissionError,
+    SubmissionLimits,
+    agent_card_problems,
+    canonical,
+    read_submission,
 )
+from mmsearch_gym.checks import require_int
 from mmsearch_gym.data.sample import VQASample
+from mmsearch_gym.search.errors import CacheMiss
 
 _SHOWN = 80
-
-
-@dataclass(frozen=True)
-class PinnedSuite:
-    """What a leaderboard validates against: the samples and strict-replay search backend (`spec`), the
-    suite hash and cache bundle hash every submission must carry, and env settings.
-
-    `env_kwargs` are merged over `spec.env_kwargs`; the resulting env settings and reward config are
-    what submissions' manifests must declare. `spec.search` should replay the pinned cache strictly
-    (a miss is an error, never a live call), so re-playing is offline and exact.
-    """
-
-    spec: RunSpec
-    suite_hash: str
-    cache_bundle_hash: str | None
-    env_kwargs: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.spec, RunSpec):
-            raise ValueError(f"PinnedSuite.spec must be a RunSpec, got {type(self.spec).__name__}")
-        if not isinstance(self.suite_hash, str) or not self.suite_hash:
-            raise ValueError(f"PinnedSuite.suite_hash must be a non-empty string, got {self.suite_hash!r}")
-        if self.cache_bundle_hash is not None and (not isinstance(self.cache_bundle_hash, str)
-                                                   or not self.cache_bundle_hash):
-            raise ValueError("PinnedSuite.cache_bundle_hash must be None or a non-empty string, got "
-                             f"{self.cache_bundle_hash!r}")
-        if not isinstance(self.env_kwargs, Mapping):
-            raise ValueError(f"PinnedSuite.env_kwargs must be a mapping, got {type(self.env_kwargs).__name__}")
-
-    @classmethod
-    def from_spec(cls, spec: RunSpec, *, suite_hash: str | None = None, cache_bundle_hash: str | None = None,
-                  env_kwargs: Mapping[str, Any] | None = None) -> PinnedSuite:
-        """Pins what `evaluate(agent, spec, …)` writes into its manifest (the spec's hashes; without a
-        suite hash, the dataset hash of its samples) unless other pins are given."""
-        return cls(spec=spec, suite_hash=suite_hash or spec.suite_hash or dataset_hash(spec.samples),
-                   cache_bundle_hash=cache_bundle_hash if cache_bundle_hash is not None else spec.cache_bundle_hash,
-                   env_kwargs=dict(env_kwargs or {}))
-
-    @classmethod
-    def from_files(cls, suite: str | os.PathLike[str], cache_bundle: str | os.PathLike[str], *,
-                   suite_hash: str | None = None, cache_bundle_hash: str | None = None,
-                   env_kwargs: Mapping[str, Any] | None = None, seed: int = 0) -> PinnedSuite:
-        """A suite (registered name or suite directory) with a strict replay of a cache bundle file.
-
-        The pins default to the hashes of the given files; explicit pins must equal them, so a
-        leaderboard never validates against files other than the ones it announced."""
-        from mmsearch_gym.cache.backend import CachedSearchBackend
-        from mmsearch_gym.cache.bundle import verify_bundle
-
-        samples = _load_samples(suite)
-        bundle = Path(cache_bundle)
-        if not bundle.is_file():
-            raise ValueError(f"cache bundle {str(bundle)!r} is not a file; pin a bundle exported with "
-                             "`mmsearch-gym cache export`")
-        bundle_hash = verify_bundle(bundle).sha256
-        if cache_bundle_hash is not None and cache_bundle_hash != bundle_hash:
-            raise ValueError(f"cache bundle {str(bundle)!r} hashes to {bundle_hash}, but {cache_bundle_hash} is pinned")
-        computed = dataset_hash(samples)
-        if suite_hash is not None and suite_hash != computed:
-            raise ValueError(f"suite {str(suite)!r} hashes to {computed}, but {suite_hash} is pinned")
-        name = Path(suite).name if Path(suite).is_dir() else str(suite)
-        spec = RunSpec(samples=samples, search=CachedSearchBackend.replay(bundle, mode="replay"), seed=seed,
-                       suite_name=name, suite_hash=computed, cache_bundle_hash=bundle_hash)
-        return cls(spec=spec, suite_hash=computed, cache_bundle_hash=bundle_hash, env_kwargs=dict(env_kwargs or {}))
-
-    @property
-    def samples(self) -> Sequence[VQASample]:
-        return self.spec.samples
-
-    def run_spec(self) -> RunSpec:
-        """The spec submissions are re-played with: pinned hashes and merged env settings."""
-        return dataclasses.replace(self.spec, suite_hash=self.suite_hash, cache_bundle_hash=self.cache_bundle_hash,
-                                   env_kwargs={**self.spec.env_kwargs, **self.env_kwargs})
-
-
-def _load_samples(suite: str | os.PathLike[str]) -> tuple[VQASample, ...]:
-    from mmsearch_gym.data.suites import resolve_dataset
-
-    return resolve_dataset(Path(suite) if Path(suite).is_dir() else suite)
 
 
 SpecResolver = Callable[[Mapping[str, Any]], Union[PinnedSuite, RunSpec]]
@@ -197,9 +132,10 @@ def _manifest_problems(manifest: Mapping[str, Any], pinned: PinnedSuite, env: gy
             if canonical(got.get(name)) != canonical(want.get(name)):
                 problems.append(f"manifest.json {key}.{name} is {_short(got.get(name))} but the pinned suite uses "
                                 f"{_short(want.get(name))}")
-    seed = manifest["seed"]
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        problems.append(f"manifest.json seed must be an integer >= 0, got {_short(seed)}")
+    try:
+        require_int("seed", manifest["seed"], low=0)
+    except ValueError:
+        problems.append(f"manifest.json seed must be an integer >= 0, got {_short(manifest['seed'])}")
     return problems
 
 
@@ -245,7 +181,11 @@ def _replay(env: gym.Env, sample: VQASample, index: int, seed: int, record: Mapp
     ended_at, reward = None, 0.0
     for position, action in enumerate(actions, 1):
         slot.actions.append(action)
-        slot.obs, step_reward, terminated, truncated, slot.info = slot.env.step(action)
+        try:
+            slot.obs, step_reward, terminated, truncated, slot.info = slot.env.step(action)
+        except CacheMiss as miss:
+            return None, [f"{label}: action {position} makes a search that the pinned cache never recorded "
+                          f"({_missed(miss)}); a run on the pinned suite only makes searches its cache holds"]
         if "search" in slot.info:
             slot.searches.append(slot.info["search"])
         if terminated or truncated:
@@ -263,6 +203,12 @@ def _replay(env: gym.Env, sample: VQASample, index: int, seed: int, record: Mapp
     return expected, _field_problems(label, record, expected)
 
 
+def _missed(miss: CacheMiss) -> str:
+    if miss.kind == "image":
+        return f"an image search for the image with digest {miss.image_digest}"
+    return f"a {miss.kind} search for {_short(miss.query)}"
+
+
 def _field_problems(label: str, record: Mapping[str, Any], expected: Mapping[str, Any]) -> list[str]:
     want = dict(_json_roundtrip(expected))
     problems = [f"{label}: unexpected field {name!r}" for name in sorted(set(record) - set(want))]
@@ -276,7 +222,7 @@ def _field_problems(label: str, record: Mapping[str, Any], expected: Mapping[str
 
 def _json_roundtrip(value: Any) -> Any:
     """The value as it reads back from JSON (tuples become lists), for exact comparison."""
-    return parse_json(canonical(value).encode("utf-8"), "replayed record")
+    return json.loads(canonical(value))
 
 
 def _metrics_problems(submitted: Any, replayed: Any, path: str = "") -> list[str]:
@@ -316,9 +262,6 @@ def _resolve(suite: PinnedSuite | SpecResolver, manifest: Mapping[str, Any]) -> 
         return suite
     if isinstance(suite, RunSpec):
         return PinnedSuite.from_spec(suite)
-    if not callable(suite):
-        raise TypeError("suite must be a PinnedSuite or a callable manifest -> PinnedSuite, got "
-                        f"{type(suite).__name__}")
     resolved = suite(manifest)
     if isinstance(resolved, RunSpec):
         return PinnedSuite.from_spec(resolved)
@@ -328,43 +271,37 @@ def _resolve(suite: PinnedSuite | SpecResolver, manifest: Mapping[str, Any]) -> 
 
 
 def _capped(reasons: list[str], max_reasons: int) -> list[str]:
-    if len(reasons) <= max_reasons:
-        return reasons
-    return reasons[:max_reasons] + [f"… and {len(reasons) - max_reasons} more problems"]
+    """At most `max_reasons` reasons, each printable: a lone surrogate quoted from a package is shown
+    as its escape (`\\ud800`), so the report can be printed and written as UTF-8."""
+    shown = [reason.encode("utf-8", "backslashreplace").decode("utf-8") for reason in reasons]
+    if len(shown) <= max_reasons:
+        return shown
+    return shown[:max_reasons] + [f"… and {len(shown) - max_reasons} more problems"]
 
 
-def validate_submission(zip_path: str | os.PathLike[str], suite: PinnedSuite | SpecResolver, *,
-                        limits: SubmissionLimits = DEFAULT_LIMITS, max_reasons: int = 100) -> ValidationReport:
-    """Read a package safely, check it against the pinned suite, re-play every episode and recompute
-    the metrics. `suite` is a `PinnedSuite`, or a resolver `manifest -> PinnedSuite | RunSpec` for
-    leaderboards hosting several suites. Never raises because of the package's content."""
-    if isinstance(max_reasons, bool) or not isinstance(max_reasons, int) or max_reasons < 1:
-        raise ValueError(f"max_reasons must be an integer >= 1, got {max_reasons!r}")
-    path = str(zip_path)
-    try:
-        contents = read_submission(zip_path, limits)
-    except SubmissionError as error:
-        return ValidationReport(False, _capped(error.reasons, max_reasons), None, path)
-    report = ValidationReport(False, [], None, path, contents.manifest, contents.agent_card)
-    reasons = [f"{AGENT_CARD_FILE}: {problem}" for problem in agent_card_problems(contents.agent_card)]
-    try:
-        pinned = _resolve(suite, contents.manifest)
-    except (ValueError, KeyError, LookupError) as error:
-        report.reasons = reasons + [f"no pinned suite for this manifest (suite {contents.manifest.get('suite')!r}): "
-                                    f"{error}"]
-        return report
+def _unexpected(error: Exception, where: str) -> str:
+    message = str(error)
+    message = message if len(message) <= 300 else message[:299] + "…"
+    return f"{where} failed with {type(error).__name__}: {message}"
+
+
+def _replay_all(report: ValidationReport, contents: SubmissionContents, pinned: PinnedSuite) -> list[str]:
+    """Every reason found by checking the manifest and re-playing the episodes; sets `report.metrics`
+    when every episode could be re-played."""
     env = pinned.run_spec().make_env()
     try:
         manifest_problems = _manifest_problems(contents.manifest, pinned, env)
         if manifest_problems:  # re-playing against other rules would only bury the cause
-            report.reasons = _capped(reasons + manifest_problems, max_reasons)
-            return report
-        records, coverage = _index_episodes(contents.episodes, len(pinned.samples))
-        reasons += coverage
+            return manifest_problems
+        records, reasons = _index_episodes(contents.episodes, len(pinned.samples))
         seed = contents.manifest["seed"]
         replayed: dict[int, dict[str, Any]] = {}
         for index in sorted(records):
-            expected, problems = _replay(env, pinned.samples[index], index, seed, records[index])
+            sample = pinned.samples[index]
+            try:
+                expected, problems = _replay(env, sample, index, seed, records[index])
+            except Exception as error:  # noqa: BLE001 - one odd episode is a reason, not a crash
+                expected, problems = None, [_unexpected(error, f"episode {index} ({sample.id}): re-playing it")]
             reasons += problems
             if expected is not None:
                 replayed[index] = _json_roundtrip(expected)
@@ -373,9 +310,44 @@ def validate_submission(zip_path: str | os.PathLike[str], suite: PinnedSuite | S
     if len(replayed) == len(pinned.samples):
         report.metrics = compute_metrics([replayed[index] for index in sorted(replayed)])
         reasons += _metrics_problems(contents.metrics, report.metrics)
-    reasons += _budget_problems(contents.agent_card, list(replayed.values()))
-    report.reasons = _capped(reasons, max_reasons)
-    report.accepted = not reasons
+    return reasons + _budget_problems(contents.agent_card, list(replayed.values()))
+
+
+def _check(zip_path: str | os.PathLike[str], suite: PinnedSuite | SpecResolver, limits: SubmissionLimits,
+           report: ValidationReport) -> None:
+    try:
+        contents = read_submission(zip_path, limits)
+    except SubmissionError as error:
+        report.reasons = error.reasons
+        return
+    report.manifest, report.agent_card = contents.manifest, contents.agent_card
+    report.reasons = [f"{AGENT_CARD_FILE}: {problem}" for problem in agent_card_problems(contents.agent_card)]
+    try:
+        pinned = _resolve(suite, contents.manifest)
+    except (ValueError, KeyError, LookupError) as error:
+        report.reasons.append(f"no pinned suite for this manifest (suite {_short(contents.manifest.get('suite'))}): "
+                              f"{error}")
+        return
+    report.reasons += _replay_all(report, contents, pinned)
+
+
+def validate_submission(zip_path: str | os.PathLike[str], suite: PinnedSuite | SpecResolver, *,
+                        limits: SubmissionLimits = DEFAULT_LIMITS, max_reasons: int = 100) -> ValidationReport:
+    """Read a package safely, check it against the pinned suite, re-play every episode and recompute
+    the metrics. `suite` is a `PinnedSuite`, or a resolver `manifest -> PinnedSuite | RunSpec` for
+    leaderboards hosting several suites. Never raises because of the package's content: whatever goes
+    wrong becomes a reason, and `accepted` is true exactly when there is none."""
+    require_int("max_reasons", max_reasons, low=1)
+    if not isinstance(suite, (PinnedSuite, RunSpec)) and not callable(suite):
+        raise TypeError(f"suite must be a PinnedSuite or a callable manifest -> PinnedSuite, got {type(suite).__name__}")
+    report = ValidationReport(False, [], None, str(zip_path))
+    try:
+        _check(zip_path, suite, limits, report)
+    except Exception as error:  # noqa: BLE001 - one package must never stop a leaderboard build
+        report.reasons.append(_unexpected(error, "validating the package"))
+        report.metrics = None
+    report.reasons = _capped(report.reasons, max_reasons)
+    report.accepted = not report.reasons
     return report
 
 

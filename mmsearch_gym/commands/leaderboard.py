@@ -15,8 +15,9 @@ from typing import Any, List, NoReturn, Optional
 import typer
 
 from mmsearch_gym.benchmarks.leaderboard import DEFAULT_PRICE_PER_1K, build_leaderboard
-from mmsearch_gym.benchmarks.submission import SubmissionError, pack_submission
-from mmsearch_gym.benchmarks.validate import PinnedSuite, validate_submission
+from mmsearch_gym.benchmarks.pinned import PinnedSuite
+from mmsearch_gym.benchmarks.submission import SubmissionError, pack_submission, parse_json
+from mmsearch_gym.benchmarks.validate import validate_submission
 
 leaderboard_app = typer.Typer(help="Build the static leaderboard site from submission packages.",
                               no_args_is_help=True)
@@ -57,9 +58,11 @@ def _read_card(card_file: Optional[Path]) -> dict[str, Any]:
     if card_file is None:
         return {}
     try:
-        card = json.loads(card_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        _fail(f"cannot read agent card {str(card_file)!r}: {error}")
+        card = parse_json(card_file.read_bytes(), f"agent card {str(card_file)!r}")
+    except OSError as error:
+        _fail(f"cannot read agent card {str(card_file)!r}: {error.strerror or error}")
+    except ValueError as error:
+        _fail(str(error))
     if not isinstance(card, dict):
         _fail(f"agent card {str(card_file)!r} must hold a JSON object, got {type(card).__name__}")
     return card
@@ -126,9 +129,11 @@ def _baselines(pairs: List[str]) -> dict[str, dict[str, Any]]:
         path = Path(raw)
         file = path / "metrics.json" if path.is_dir() else path
         try:
-            metrics = json.loads(file.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as error:
-            _fail(f"--baseline {name}: cannot read {str(file)!r}: {error}", 2)
+            metrics = parse_json(file.read_bytes(), repr(str(file)))
+        except OSError as error:
+            _fail(f"--baseline {name}: cannot read {str(file)!r}: {error.strerror or error}", 2)
+        except ValueError as error:
+            _fail(f"--baseline {name}: {error}", 2)
         baselines[name.strip()] = metrics
     return baselines
 
