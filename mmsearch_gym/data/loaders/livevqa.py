@@ -79,7 +79,8 @@ def _sample(context: RowContext, record: Mapping[str, Any], base_dirs: tuple[Pat
     for column in ALIAS_COLUMNS:
         aliases += as_text_list(context, f"{prefix}{column}", merged.get(column))
     i_column, i_value = context.first_present(merged, IMAGE_COLUMNS, prefix=prefix)
-    image, image_path = image_cell(context, f"{prefix}{i_column}", i_value, base_dirs)
+    image_column = f"{prefix}{i_column}" if i_column in record else str(i_column)  # own image or the item's
+    image, image_path = image_cell(context, image_column, i_value, base_dirs)
     sample_id = _sample_id(context, record, parent, suffix, prefix)
     _, url = context.first_present(merged, URL_COLUMNS, required=False)
     meta: dict[str, Any] = {"file": str(context.file), "row": context.row,
@@ -87,7 +88,7 @@ def _sample(context: RowContext, record: Mapping[str, Any], base_dirs: tuple[Pat
     if isinstance(url, str) and url:
         meta["image_url"] = url
     return make_sample(sample_id, image, question, answers, aliases, NAME, meta, image_path,
-                       image_origin=context.at(f"{prefix}{i_column}"))
+                       image_origin=context.at(image_column))
 
 
 def _row_samples(context: RowContext, record: dict[str, Any], base_dirs: tuple[Path, ...]
