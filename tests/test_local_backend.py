@@ -205,7 +205,10 @@ def test_identical_images_tie_break_by_url(backend: LocalCorpusBackend) -> None:
 
 
 def test_image_search_edge_cases_never_raise(backend: LocalCorpusBackend) -> None:
-    assert backend.image_search(query(pattern_image(3)), top_k=0).items == ()
+    for bad in (0, -2, True):  # one top_k rule for every backend: an int >= 1, else an error result
+        failed = backend.image_search(query(pattern_image(3)), top_k=bad)
+        assert failed.items == () and f"top_k must be an int >= 1, got {bad!r}" in (failed.error or "")
+    assert backend.image_search(query(pattern_image(3)), top_k=np.int64(1)).items[0].url == page_url(3)
     assert backend.image_search(QueryImage(np.zeros((0, 0, 3), np.uint8)), top_k=5).items == ()
     assert backend.image_search(QueryImage(np.zeros((1, 1, 3), np.uint8)), top_k=5).error is None
     assert backend.image_search(np.asarray(pattern_image(3)), top_k=1).items[0].url == page_url(3)
@@ -242,7 +245,8 @@ def test_text_search_without_usable_terms_is_empty(backend: LocalCorpusBackend, 
 
 
 def test_text_search_bad_arguments_never_raise(backend: LocalCorpusBackend) -> None:
-    assert backend.text_search("castle", top_k=0).items == ()
+    zero = backend.text_search("castle", top_k=0)
+    assert zero.items == () and "top_k must be an int >= 1, got 0" in (zero.error or "")
     assert backend.text_search(None, top_k=5).error is not None  # type: ignore[arg-type]
     assert backend.text_search("castle", top_k="5").error is not None  # type: ignore[arg-type]
 

@@ -121,7 +121,8 @@ def test_empty_results(server: LoopbackServer) -> None:
     searx = backend(server)
     assert "google (timeout)" in (searx.text_search("q", 3).error or "")
     assert searx.text_search("q", 3) == SearchResults("text")
-    assert searx.text_search("q", 0) == SearchResults("text") and searx.text_search("  ", 3).error
+    assert "top_k must be an int >= 1, got 0" in (searx.text_search("q", 0).error or "")
+    assert searx.text_search("  ", 3).error
 
 
 def test_backend_id_and_validation() -> None:

@@ -105,7 +105,10 @@ def test_image_search_top_k_and_no_results(server: LoopbackServer) -> None:
     backend = image_backend(server, "official")
     assert [i.title for i in backend.image_search(query_image(), 1).items] == ["Red Banner Society"]
     assert backend.image_search(query_image(), 5) == SearchResults("image")
-    assert backend.image_search(query_image(), 0) == SearchResults("image")  # no request for top_k=0
+    sent = len(server.requests)
+    for bad in (0, -1, True, 2.0):  # one top_k rule for every backend: an int >= 1, else an error result
+        assert f"top_k must be an int >= 1, got {bad!r}" in (backend.image_search(query_image(), bad).error or "")
+    assert len(server.requests) == sent  # no request for a bad top_k
     assert server.hits("/search") == 2
 
 

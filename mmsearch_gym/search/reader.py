@@ -8,19 +8,21 @@ Two routes, because MMSearch-R1 used a hosted reader and many users cannot or wi
   text with trafilatura. No third party sees the URLs; JavaScript-only pages come back empty.
 
 A reader raises `ReadError` or `HttpError` (messages redacted); the text pipeline then skips the page.
+`public_hosts_only` (the private-host refusal) lives in `mmsearch_gym.net.fetch`; re-exported here.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Protocol, runtime_checkable
-from urllib.parse import urlsplit
 
+from mmsearch_gym.checks import require_int
+from mmsearch_gym.net.fetch import HttpFetcher, Oversize, check_http_url, public_hosts_only
+from mmsearch_gym.net.secrets import Secret, redact, secret_from
 from mmsearch_gym.search.costs import UsageMeter
-from mmsearch_gym.search.http import (HttpError, HttpFetcher, Oversize, Secret, check_http_url, redact,
-                                      secret_from)
 
 DEFAULT_MAX_CHARS = 100_000
+
+__all__ = ["DEFAULT_MAX_CHARS", "JinaReader", "LocalExtractor", "PageReader", "ReadError", "public_hosts_only"]
 
 
 class ReadError(Exception):
@@ -51,12 +53,6 @@ def _check_oversize(oversize: str) -> Oversize:
     return oversize  # type: ignore[return-value]
 
 
-def _check_positive(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    return value
-
-
 class JinaReader:
     """Reads pages through a JINA-Reader-compatible endpoint: ``GET {base_url}/{page_url}``.
 
@@ -80,8 +76,8 @@ class JinaReader:
         if return_format is not None and (not isinstance(return_format, str) or not return_format.strip()):
             raise ValueError(f"return_format must be a non-empty string or None, got {return_format!r}")
         self.return_format = return_format
-        self.max_chars = _check_positive("max_chars", max_chars)
-        self.max_bytes = None if max_bytes is None else _check_positive("max_bytes", max_bytes)
+        self.max_chars = require_int("max_chars", max_chars, low=1)
+        self.max_bytes = None if max_bytes is None else require_int("max_bytes", max_bytes, low=1)
         self.oversize = _check_oversize(oversize)
         self.fetcher = fetcher or HttpFetcher()
         self.meter = meter or UsageMeter()
@@ -117,22 +113,6 @@ _HTML_TYPES = frozenset({"", "text/html", "application/xhtml+xml", "application/
 _TEXT_TYPES = frozenset({"text/plain", "text/markdown"})
 
 
-def public_hosts_only(url: str) -> None:
-    """Refuses URLs whose host is ``localhost`` or a literal private, loopback, link-local or reserved
-    IP address. Search results are untrusted input; this stops a result from making the extractor
-    read e.g. a cloud metadata endpoint. It does not resolve names (no protection against DNS that
-    points at private addresses): run untrusted crawls in a sandboxed network for that."""
-    host = (urlsplit(url).hostname or "").strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        raise HttpError(f"refusing to fetch {url}: host is local")
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return
-    if not address.is_global or address.is_multicast:
-        raise HttpError(f"refusing to fetch {url}: {address} is not a public address")
-
-
 class LocalExtractor:
     """Fetches pages itself (httpx, streamed under `max_bytes`) and extracts the main text with
     trafilatura (HTML) or keeps plain text as is; other content types (PDF, images) are refused.
@@ -148,8 +128,8 @@ class LocalExtractor:
         import trafilatura  # fail at construction, not at the first page, when it is missing
 
         self._trafilatura = trafilatura
-        self.max_chars = _check_positive("max_chars", max_chars)
-        self.max_bytes = None if max_bytes is None else _check_positive("max_bytes", max_bytes)
+        self.max_chars = require_int("max_chars", max_chars, low=1)
+        self.max_bytes = None if max_bytes is None else require_int("max_bytes", max_bytes, low=1)
         self.oversize = _check_oversize(oversize)
         self.include_tables = bool(include_tables)
         self.allow_private_hosts = bool(allow_private_hosts)

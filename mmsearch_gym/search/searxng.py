@@ -14,8 +14,12 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from mmsearch_gym.checks import require_int
+from mmsearch_gym.net.fetch import HttpFetcher, HttpSettings, check_http_url
+from mmsearch_gym.net.retry import HttpError
+from mmsearch_gym.net.secrets import redact
 from mmsearch_gym.search.costs import UsageMeter, usage_of
-from mmsearch_gym.search.http import HttpError, HttpFetcher, HttpSettings, check_http_url, log, redact
+from mmsearch_gym.search.http import log
 from mmsearch_gym.search.reader import PageReader
 from mmsearch_gym.search.summarizer import Candidate, Summarizer, check_pipeline, pipeline_results
 from mmsearch_gym.search.types import QueryImage, SearchResults
@@ -61,14 +65,13 @@ class SearxngTextSearch:
             raise ValueError(f"time_range must be one of {_TIME_RANGES}, got {time_range!r}")
         if language is not None and (not isinstance(language, str) or not language.strip()):
             raise ValueError(f"language must be a non-empty string or None, got {language!r}")
-        if isinstance(page_workers, bool) or not isinstance(page_workers, int) or page_workers < 1:
-            raise ValueError(f"page_workers must be an int >= 1, got {page_workers!r}")
+        page_workers = require_int("page_workers", page_workers, low=1)
         self.engines, self.categories = _names("engines", engines), _names("categories", categories)
         self.language, self.safesearch, self.time_range = language, safesearch, time_range
         self.reader, self.summarizer, self.page_workers = reader, summarizer, page_workers
         self.fetcher = fetcher or HttpFetcher(settings)
         self.meter = meter or UsageMeter()
-        self.max_bytes = max_bytes
+        self.max_bytes = require_int("max_bytes", max_bytes, low=1)
 
     @property
     def backend_id(self) -> str:
@@ -124,12 +127,9 @@ class SearxngTextSearch:
         return params
 
     def _text_search(self, query: str, top_k: int) -> SearchResults:
-        if isinstance(top_k, bool) or not isinstance(top_k, int):
-            raise ValueError(f"top_k must be an int, got {top_k!r}")
+        top_k = require_int("top_k", top_k, low=1)
         if not isinstance(query, str) or not query.strip():
             return SearchResults.failed("text", "text search needs a non-empty query")
-        if top_k <= 0:
-            return SearchResults("text")
         query = query.strip()
         try:
             fetched = self.fetcher.request("GET", f"{self.base_url}/search", what="SearXNG search",

@@ -1,12 +1,9 @@
 """Live search through SerpApi (DESIGN §5): Google Lens for image search, Google web search → page
 reader → summarizer for text search — the tools MMSearch-R1 trained with.
 
-Transport: the official `serpapi` client (``serpapi.Client``, requests-based) is the default. It can
-be pointed at another host (a loopback test server, a proxy) by setting the client instance's
-``BASE_DOMAIN``, which `OfficialClientTransport` does for `base_url`. `HttpxTransport` speaks the same
-wire format itself (``GET {base_url}/search.json?engine=...&api_key=...``) through our shared httpx
-fetcher; use it (``transport="httpx"``) to share one connection pool and concurrency limit with the
-page readers, or to cap SerpApi response sizes (the official client always reads bodies whole).
+Transport: the official `serpapi` client (default) or our bounded httpx fetcher (``transport="httpx"``);
+see `search.serpapi_transport`. `CombinedSearch` (in `search.combined`) pairs an image backend with a
+text backend; both names are re-exported here.
 
 Either way: retries with backoff on 429/5xx/timeouts, one concurrency slot per request, every request
 sent counted on the `UsageMeter` as a billable attempt, failures returned as
@@ -20,127 +17,34 @@ import base64
 import binascii
 import dataclasses
 import io
-import json
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Mapping
 
+from mmsearch_gym.checks import require_int
+from mmsearch_gym.net.fetch import HttpFetcher, HttpSettings, check_http_url
+from mmsearch_gym.net.retry import HttpError, call_with_retries
+from mmsearch_gym.net.secrets import Secret, redact, secret_from
+from mmsearch_gym.search.combined import CombinedSearch
 from mmsearch_gym.search.costs import SERPAPI_PREFIX, UsageMeter, usage_of
-from mmsearch_gym.search.http import (HttpError, HttpFetcher, HttpSettings, Secret, call_with_retries,
-                                      check_http_url, is_retryable_status, log, redact, secret_from)
+from mmsearch_gym.search.http import log
 from mmsearch_gym.search.keys import image_digest
 from mmsearch_gym.search.reader import PageReader
+from mmsearch_gym.search.serpapi_transport import (DEFAULT_BASE_URL, HttpxTransport, OfficialClientTransport,
+                                                   SerpApiTransport)
 from mmsearch_gym.search.summarizer import Candidate, Summarizer, check_pipeline, pipeline_results
 from mmsearch_gym.search.types import EncodedImage, QueryImage, SearchItem, SearchKind, SearchResults
 
-DEFAULT_BASE_URL = "https://serpapi.com"
+__all__ = [
+    "API_KEY_ENV", "DEFAULT_BASE_URL", "CombinedSearch", "HttpxTransport", "OfficialClientTransport",
+    "SerpApiImageSearch", "SerpApiTextSearch", "SerpApiTransport", "thumbnail_image",
+]
+
 API_KEY_ENV = "SERPAPI_API_KEY"
 DEFAULT_THUMBNAIL_MAX_BYTES = 2_000_000
 _NO_RESULTS = "hasn't returned any results"
-_OUT_OF_SEARCHES = ("run out of searches", "plan limit", "searches per hour")
 _RESERVED_PARAMS = frozenset({"api_key", "engine", "q", "url", "output"})
-
-
-# --------------------------------------------------------------------------------------------------
-# Transports: one SerpApi request each, no retries (the backend retries), raising HttpError
-# --------------------------------------------------------------------------------------------------
-
-
-class SerpApiTransport(Protocol):
-    """Sends one SerpApi search and returns the decoded JSON object; raises `HttpError`
-    (`retryable` for 429/5xx/timeouts/connection failures)."""
-
-    base_url: str
-
-    def search(self, params: Mapping[str, str], api_key: Secret) -> Any: ...
-
-
-def _status_error(status: int, message: str | None, retry_after: str | None = None) -> HttpError:
-    text = (message or "").strip()
-    retryable = is_retryable_status(status) and not any(s in text.lower() for s in _OUT_OF_SEARCHES)
-    try:
-        after = float(retry_after) if retry_after else None
-    except ValueError:
-        after = None
-    return HttpError(f"SerpApi returned HTTP {status}" + (f": {text}" if text else ""), status=status,
-                     retryable=retryable, retry_after_s=after)
-
-
-class OfficialClientTransport:
-    """The official client, ``serpapi.Client(...).search(params)``, one client per thread (a
-    requests session is not guaranteed thread-safe). The key is passed per call, not stored in it."""
-
-    def __init__(self, base_url: str = DEFAULT_BASE_URL, settings: HttpSettings | None = None) -> None:
-        import serpapi  # the official package; fail at construction when it is missing
-
-        self._serpapi = serpapi
-        self.base_url = check_http_url(base_url, "SerpApi base_url").rstrip("/")
-        self.settings = settings or HttpSettings()
-        self._local = threading.local()
-
-    def __repr__(self) -> str:
-        return f"OfficialClientTransport({redact(self.base_url)})"
-
-    def _client(self) -> Any:
-        client = getattr(self._local, "client", None)
-        if client is None:
-            client = self._serpapi.Client(timeout=(self.settings.connect_timeout_s, self.settings.read_timeout_s))
-            client.BASE_DOMAIN = self.base_url  # instance attribute shadows the class default
-            client.session.headers["User-Agent"] = self.settings.user_agent
-            self._local.client = client
-        return client
-
-    def search(self, params: Mapping[str, str], api_key: Secret) -> Any:
-        serpapi = self._serpapi
-        try:
-            result = self._client().search({**params, "api_key": api_key.reveal()})
-        except serpapi.HTTPConnectionError as exc:  # subclass of HTTPError: check first
-            raise HttpError(f"SerpApi connection failed ({type(exc.__context__ or exc).__name__})",
-                            retryable=True) from None
-        except serpapi.HTTPError as exc:
-            response = getattr(exc, "response", None)
-            retry_after = response.headers.get("Retry-After") if response is not None else None
-            message = exc.error or (response.text[:300] if response is not None else None)
-            raise _status_error(exc.status_code, message, retry_after) from None
-        except serpapi.TimeoutError:
-            raise HttpError(f"SerpApi request timed out (connect {self.settings.connect_timeout_s}s / "
-                            f"read {self.settings.read_timeout_s}s)", retryable=True) from None
-        except Exception as exc:  # requests' own errors (chunked encoding, ...): message may hold the URL
-            raise HttpError(f"SerpApi request failed ({type(exc).__name__}: {redact(exc)})") from None
-        if isinstance(result, str):  # the client returns raw text when the body is not JSON
-            raise HttpError(f"SerpApi returned malformed JSON ({len(result)} characters, starts {result[:60]!r})")
-        return result.as_dict() if hasattr(result, "as_dict") else result
-
-
-class HttpxTransport:
-    """SerpApi's wire format over our httpx fetcher: ``GET {base_url}/search.json`` with the
-    parameters and ``api_key`` in the query string (SerpApi accepts no header auth)."""
-
-    def __init__(self, fetcher: HttpFetcher, base_url: str = DEFAULT_BASE_URL, max_bytes: int = 20_000_000) -> None:
-        self.fetcher = fetcher
-        self.base_url = check_http_url(base_url, "SerpApi base_url").rstrip("/")
-        self.max_bytes = max_bytes
-
-    def __repr__(self) -> str:
-        return f"HttpxTransport({redact(self.base_url)})"
-
-    def search(self, params: Mapping[str, str], api_key: Secret) -> Any:
-        what = f"SerpApi {params.get('engine', '?')} search"
-        try:
-            fetched = self.fetcher.send("GET", f"{self.base_url}/search.json", what=what,
-                                        params={**params, "api_key": api_key.reveal()}, max_bytes=self.max_bytes)
-        except HttpError as exc:
-            if exc.status is None:
-                raise
-            try:
-                message = json.loads(exc.body).get("error")
-            except (ValueError, AttributeError):
-                message = exc.body[:300].decode("utf-8", errors="replace")
-            error = _status_error(exc.status, message)
-            error.retry_after_s = exc.retry_after_s
-            raise error from None
-        return fetched.json(what)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -250,12 +154,6 @@ class _SerpApiBackend:
                                           f"{API_KEY_ENV} environment variable or pass api_key=)")
 
 
-def _check_top_k(top_k: object) -> int:
-    if isinstance(top_k, bool) or not isinstance(top_k, int):
-        raise ValueError(f"top_k must be an int, got {top_k!r}")
-    return max(0, top_k)
-
-
 def thumbnail_image(data: bytes) -> EncodedImage | None:
     """JPEG/PNG bytes kept as they are; other formats (WebP, GIF, ...) re-encoded as JPEG; bytes that
     are not a decodable image give None."""
@@ -304,14 +202,13 @@ class SerpApiImageSearch(_SerpApiBackend):
                  thumbnail_max_bytes: int = DEFAULT_THUMBNAIL_MAX_BYTES, upload_cache_size: int = 1024) -> None:
         if uploader is not None and not callable(uploader):
             raise ValueError(f"uploader must be a callable (png_bytes) -> public URL, got {uploader!r}")
-        if isinstance(thumbnail_max_bytes, bool) or not isinstance(thumbnail_max_bytes, int) or thumbnail_max_bytes < 1:
-            raise ValueError(f"thumbnail_max_bytes must be an int >= 1, got {thumbnail_max_bytes!r}")
+        thumbnail_max_bytes = require_int("thumbnail_max_bytes", thumbnail_max_bytes, low=1)
         super().__init__(api_key, require_key=require_key, base_url=base_url, transport=transport, settings=settings,
                          fetcher=fetcher, meter=meter, params={"hl": hl, "country": country, **(extra_params or {})})
         self.uploader = uploader
         self.thumbnail_max_bytes = thumbnail_max_bytes
         self._uploaded: OrderedDict[str, str] = OrderedDict()
-        self._upload_cache_size = max(0, upload_cache_size)
+        self._upload_cache_size = require_int("upload_cache_size", upload_cache_size, low=0)
         self._upload_lock = threading.Lock()
 
     def text_search(self, query: str, top_k: int) -> SearchResults:
@@ -321,7 +218,7 @@ class SerpApiImageSearch(_SerpApiBackend):
         return self._guarded("image", lambda: self._image_search(image, top_k))
 
     def _image_search(self, image: QueryImage, top_k: int) -> SearchResults:
-        top_k = _check_top_k(top_k)
+        top_k = require_int("top_k", top_k, low=1)
         key = self._key()
         if key is None:
             return self._missing_key("image")
@@ -331,8 +228,6 @@ class SerpApiImageSearch(_SerpApiBackend):
                                                  "URL (QueryImage.url) and no uploader is set; pass "
                                                  "SerpApiImageSearch(uploader=...) with a callable that uploads "
                                                  "PNG bytes and returns a public URL")
-        if top_k == 0:
-            return SearchResults("image")
         data = self._search({"url": url}, key)
         matches = [m for m in data.get("visual_matches") or [] if isinstance(m, dict) and isinstance(m.get("link"), str)]
         matches = matches[:top_k]
@@ -403,8 +298,7 @@ class SerpApiTextSearch(_SerpApiBackend):
                  settings: HttpSettings | None = None, fetcher: HttpFetcher | None = None,
                  meter: UsageMeter | None = None, page_workers: int = 4) -> None:
         check_pipeline(reader, summarizer)
-        if isinstance(page_workers, bool) or not isinstance(page_workers, int) or page_workers < 1:
-            raise ValueError(f"page_workers must be an int >= 1, got {page_workers!r}")
+        page_workers = require_int("page_workers", page_workers, low=1)
         super().__init__(api_key, require_key=require_key, base_url=base_url, transport=transport, settings=settings,
                          fetcher=fetcher, meter=meter,
                          params={"hl": hl, "gl": gl, "location": location, "google_domain": google_domain,
@@ -426,54 +320,15 @@ class SerpApiTextSearch(_SerpApiBackend):
         return self._guarded("text", lambda: self._text_search(query, top_k))
 
     def _text_search(self, query: str, top_k: int) -> SearchResults:
-        top_k = _check_top_k(top_k)
+        top_k = require_int("top_k", top_k, low=1)
         if not isinstance(query, str) or not query.strip():
             return SearchResults.failed("text", "text search needs a non-empty query")
         key = self._key()
         if key is None:
             return self._missing_key("text")
-        if top_k == 0:
-            return SearchResults("text")
         data = self._search({"q": query.strip()}, key)
         candidates = [Candidate(str(r.get("title") or ""), r["link"], str(r.get("snippet") or ""))
                       for r in data.get("organic_results") or []
                       if isinstance(r, dict) and isinstance(r.get("link"), str)]
         return pipeline_results(query.strip(), candidates, top_k, self.reader, self.summarizer,
                                 max_workers=self.page_workers)
-
-
-class CombinedSearch:
-    """One `SearchBackend` from an image backend and a text backend (the environment takes a single
-    backend): e.g. ``CombinedSearch(SerpApiImageSearch(...), SerpApiTextSearch(...))`` or Lens images
-    with SearXNG text. Its id joins both ids; `usage()` merges their meters (a shared meter once)."""
-
-    def __init__(self, image: Any, text: Any) -> None:
-        for label, backend in (("image", image), ("text", text)):
-            if not (hasattr(backend, "backend_id") and callable(getattr(backend, f"{label}_search", None))):
-                raise ValueError(f"{label} must be a backend with backend_id and {label}_search(), got {backend!r}")
-        self.image, self.text = image, text
-
-    @property
-    def backend_id(self) -> str:
-        return f"combined(image={self.image.backend_id};text={self.text.backend_id})"
-
-    def __repr__(self) -> str:
-        return f"CombinedSearch({self.backend_id})"
-
-    def image_search(self, image: QueryImage, top_k: int) -> SearchResults:
-        return self.image.image_search(image, top_k)
-
-    def text_search(self, query: str, top_k: int) -> SearchResults:
-        return self.text.text_search(query, top_k)
-
-    def usage(self) -> dict[str, object]:
-        meters = []
-        for backend in (self.image, self.text):
-            for owner in (backend, getattr(backend, "reader", None), getattr(backend, "summarizer", None)):
-                meters.append(getattr(owner, "meter", None))
-        return usage_of(*meters)
-
-    def close(self) -> None:
-        for backend in (self.image, self.text):
-            if callable(getattr(backend, "close", None)):
-                backend.close()

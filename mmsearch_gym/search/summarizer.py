@@ -12,10 +12,14 @@ from __future__ import annotations
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Protocol, Sequence, runtime_checkable
 
+from mmsearch_gym.checks import require_int, require_number
+from mmsearch_gym.net.chat import ChatClient, message_text
+from mmsearch_gym.net.fetch import HttpFetcher
+from mmsearch_gym.net.secrets import Secret, redact
 from mmsearch_gym.search.costs import UsageMeter
-from mmsearch_gym.search.http import HttpFetcher, Secret, check_http_url, log, redact, secret_from
+from mmsearch_gym.search.http import log
 from mmsearch_gym.search.reader import PageReader
 from mmsearch_gym.search.types import SearchItem, SearchResults
 
@@ -68,14 +72,6 @@ def first_sentences(text: str, n: int) -> str:
     return " ".join(parts[:n])
 
 
-def _content_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # content parts: [{"type": "text", "text": ...}, ...]
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
-    return ""
-
-
 class ChatSummarizer:
     """Summaries from ``POST {base_url}/chat/completions`` (OpenAI, vLLM, SGLang, llama.cpp, Ollama...).
 
@@ -95,19 +91,16 @@ class ChatSummarizer:
                  meter: UsageMeter | None = None) -> None:
         if not isinstance(model, str) or not model.strip():
             raise ValueError(f"model must be a non-empty string, got {model!r}")
-        for name, value in (("max_page_chars", max_page_chars), ("max_sentences", max_sentences),
-                            ("max_tokens", max_tokens)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 <= temperature <= 2:
-            raise ValueError(f"temperature must be a number in [0, 2], got {temperature!r}")
+        self.max_page_chars = require_int("max_page_chars", max_page_chars, low=1)
+        self.max_sentences = require_int("max_sentences", max_sentences, low=1)
+        self.max_tokens = require_int("max_tokens", max_tokens, low=1)
+        self.temperature = require_number("temperature", temperature, low=0.0, high=2.0)
         self.model = model.strip()
-        self.base_url = check_http_url(base_url, "ChatSummarizer base_url").rstrip("/")
-        self._api_key = secret_from(api_key, api_key_env)
-        self.max_page_chars, self.max_sentences = max_page_chars, max_sentences
-        self.temperature, self.max_tokens = float(temperature), max_tokens
         self.fetcher = fetcher or HttpFetcher()
         self.meter = meter or UsageMeter()
+        self._chat = ChatClient(base_url, api_key=api_key, api_key_env=api_key_env, fetcher=self.fetcher,
+                                what=f"summarizer ({self.model})")
+        self.base_url = self._chat.endpoint[: -len("/chat/completions")]
 
     @property
     def summarizer_id(self) -> str:
@@ -124,15 +117,11 @@ class ChatSummarizer:
         return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
     def summarize(self, query: str, page_text: str, *, url: str = "") -> str:
-        headers = {"Authorization": f"Bearer {self._api_key.reveal()}"} if self._api_key else {}
         body = {"model": self.model, "messages": self.messages(query, page_text, url),
                 "temperature": self.temperature, "max_tokens": self.max_tokens}
-        fetched = self.fetcher.request("POST", f"{self.base_url}/chat/completions", what=f"summarizer ({self.model})",
-                                       json_body=body, headers=headers,
-                                       on_attempt=lambda: self.meter.record(f"summarizer/{self.model}"))
-        data = fetched.json(f"summarizer ({self.model})")
+        data = self._chat.complete(body, on_attempt=lambda: self.meter.record(f"summarizer/{self.model}"))
         try:
-            content = _content_text(data["choices"][0]["message"]["content"])
+            content = message_text(data["choices"][0]["message"]["content"]) or ""
         except (KeyError, IndexError, TypeError):
             raise SummarizerError(f"summarizer ({self.model}) answered without choices[0].message.content: "
                                   f"{str(data)[:200]}") from None
