@@ -17,8 +17,9 @@ from typing import Any, Callable, Mapping, Sequence
 import gymnasium as gym
 
 import mmsearch_gym
-from mmsearch_gym.agents.base import Agent, AgentBatchError, AgentError
+from mmsearch_gym.agents.base import Agent, AgentBase, AgentBatchError, AgentError
 from mmsearch_gym.benchmarks.metrics import compute_metrics
+from mmsearch_gym.checks import require_int
 from mmsearch_gym.data.sample import VQASample
 from mmsearch_gym.envs.grammar import parse_action
 from mmsearch_gym.registration import ENV_ID
@@ -72,6 +73,21 @@ def search_mode(search: SearchBackend) -> str:
     return mode if isinstance(mode, str) else "live"
 
 
+def cache_identity(search: SearchBackend) -> str | None:
+    """The content hash of the cache a replay reads: the sha256 its exported bundle would carry, so a
+    cache directory and its bundle have the same identity, and a resume against other recorded
+    results is refused. None when nothing is replayed, and in record mode (the cache grows during
+    the run; the backend id and mode are pinned instead)."""
+    cache = getattr(search, "cache", None)
+    if search_mode(search) not in ("replay", "replay_or_empty") or cache is None:
+        return None
+    from mmsearch_gym.cache.bundle import entries_sha256  # benchmarks -> cache, only for cached replays
+    from mmsearch_gym.cache.serialize import sha256_hex
+
+    payloads = ((key, cache.read_payload(key)) for key in cache.keys())
+    return entries_sha256((key, sha256_hex(payload)) for key, payload in payloads if payload is not None)
+
+
 def build_manifest(spec: RunSpec, agent: Agent, env: gym.Env) -> dict[str, Any]:
     unwrapped = env.unwrapped
     return {
@@ -83,7 +99,7 @@ def build_manifest(spec: RunSpec, agent: Agent, env: gym.Env) -> dict[str, Any]:
         "episodes": len(spec.samples),
         "search_mode": search_mode(unwrapped.search),
         "search_backend": unwrapped.search.backend_id,
-        "cache_bundle_hash": spec.cache_bundle_hash,
+        "cache_bundle_hash": spec.cache_bundle_hash or cache_identity(unwrapped.search),
         "reward": unwrapped.reward_config.to_dict(),
         "env": {
             "max_turns": unwrapped.max_turns,
@@ -143,26 +159,67 @@ def episode_record(slot: EpisodeSlot, sample: VQASample, final_info: dict[str, A
     }
 
 
+def plays_interleaved(agent: Agent) -> bool:
+    """Whether the agent can play several episodes in lockstep.
+
+    Only `act_batch` tells an agent which episode each observation belongs to (`infos[i]`). An agent
+    with `act` alone learns its episode from `reset` only, so after the next episode's `reset` it would
+    act on the wrong episode's info; an `AgentBase` subclass that overrides `reset` but inherits
+    `act_batch` may keep per-episode state there that `act_batch` does not switch. Both play one
+    episode at a time (same records and metrics, without the batching)."""
+    if not hasattr(agent, "act_batch"):
+        return False
+    cls = type(agent)
+    return not (isinstance(agent, AgentBase) and getattr(cls, "act_batch") is AgentBase.act_batch
+                and getattr(cls, "reset") is not AgentBase.reset)
+
+
+def _agent_name(agent: Agent) -> str:
+    return str(getattr(agent, "name", type(agent).__name__))
+
+
+def _checked(agent: Agent, action: object) -> str | Exception:
+    if isinstance(action, str):
+        return action
+    return AgentError(f"agent {_agent_name(agent)!r} returned {type(action).__name__}, not str, as its action")
+
+
+def _checked_batch(agent: Agent, actions: object, expected: int) -> list[str | Exception]:
+    """The batch's actions, each checked; a result of the wrong length or type is an error in every
+    episode of the batch (actions cannot be matched to episodes), never a silently shorter batch."""
+    got = len(actions) if isinstance(actions, (list, tuple)) else None
+    if got != expected:
+        what = f"{got} action(s)" if got is not None else f"a {type(actions).__name__}, not a list"
+        error = AgentError(f"agent {_agent_name(agent)!r}: act_batch returned {what} for {expected} episode(s)")
+        return [error] * expected
+    assert isinstance(actions, (list, tuple))
+    return [action if isinstance(action, Exception) else _checked(agent, action) for action in actions]
+
+
 def _act(agent: Agent, slots: Sequence[EpisodeSlot]) -> list[str | Exception]:
     """Actions for every slot; an agent failure is attributed to its episode, never kills the run."""
     if not hasattr(agent, "act_batch"):
-        return [_safe(lambda slot=slot: agent.act(slot.obs)) for slot in slots]
+        return [_safe(agent, lambda slot=slot: agent.act(slot.obs)) for slot in slots]
+    act_batch = getattr(agent, "act_batch")
     try:
-        return list(agent.act_batch([s.obs for s in slots], [s.info for s in slots]))
+        return _checked_batch(agent, act_batch([s.obs for s in slots], [s.info for s in slots]), len(slots))
     except AgentBatchError as error:  # the agent says which episodes failed
-        return [error.errors.get(i, AgentError("no action")) if action is None else action
-                for i, action in enumerate(error.actions)]
+        actions = [error.errors.get(i, AgentError("no action")) if action is None else action
+                   for i, action in enumerate(error.actions)]
+        return _checked_batch(agent, actions, len(slots))
     except Exception as error:  # noqa: BLE001 - find which episode failed by asking one at a time
         if len(slots) == 1:
             return [error]
-    return [_safe(lambda slot=slot: agent.act_batch([slot.obs], [slot.info])[0]) for slot in slots]
+    return [_safe(agent, lambda slot=slot: _checked_batch(agent, act_batch([slot.obs], [slot.info]), 1)[0])
+            for slot in slots]
 
 
-def _safe(call: Callable[[], str]) -> str | Exception:
+def _safe(agent: Agent, call: Callable[[], object]) -> str | Exception:
     try:
-        return call()
+        action = call()
     except Exception as error:  # noqa: BLE001
         return error
+    return action if isinstance(action, Exception) else _checked(agent, action)
 
 
 def _search_usage(search: SearchBackend) -> dict[str, Any] | None:
@@ -177,22 +234,43 @@ def _search_usage(search: SearchBackend) -> dict[str, Any] | None:
 
 def evaluate(agent: Agent, spec: RunSpec, out_dir: str | Path, *, batch_size: int = 1,
              progress: ProgressCallback | None = None) -> dict[str, Any]:
-    """Play every sample of `spec` with `agent`, writing the run directory `out_dir`; returns metrics."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    """Play every sample of `spec` with `agent`, writing the run directory `out_dir`; returns metrics.
+
+    `batch_size` episodes are played in lockstep when the agent can tell them apart (see
+    `plays_interleaved`). The envs are closed when the run ends, fails or is interrupted."""
+    batch_size = require_int("batch_size", batch_size, low=1)
+    if not spec.samples:
+        raise ValueError("RunSpec.samples is empty: there is nothing to evaluate")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    envs = [spec.make_env() for _ in range(min(batch_size, len(spec.samples)))]
-    manifest = build_manifest(spec, agent, envs[0])
-    check_resume(out_dir, manifest)
-    write_json_atomic(out_dir / MANIFEST_FILE, manifest)
+    width = min(batch_size if plays_interleaved(agent) else 1, len(spec.samples))
+    envs: list[gym.Env] = []
+    try:
+        for _ in range(width):
+            envs.append(spec.make_env())
+        manifest = build_manifest(spec, agent, envs[0])
+        check_resume(out_dir, manifest)
+        write_json_atomic(out_dir / MANIFEST_FILE, manifest)
+        records = RecordsAppender(out_dir / RECORDS_FILE)
+        _play(agent, spec, envs, records, progress)
+    finally:
+        for env in envs:
+            env.close()
+    metrics = compute_metrics(records.ordered())
+    usage = _search_usage(spec.search)
+    if usage:
+        metrics["search_usage"] = usage
+    write_json_atomic(out_dir / METRICS_FILE, metrics)
+    return metrics
 
-    records = RecordsAppender(out_dir / RECORDS_FILE)
-    pending = [index for index in range(len(spec.samples)) if index not in records]
+
+def _play(agent: Agent, spec: RunSpec, envs: Sequence[gym.Env], records: RecordsAppender,
+          progress: ProgressCallback | None) -> None:
+    """Play the episodes missing from `records` on `envs` (one episode in flight per env)."""
     total = len(spec.samples)
+    queue = iter([index for index in range(total) if index not in records])
     if progress:
         progress(len(records), total)
-    queue = iter(pending)
     slots: list[EpisodeSlot] = []
     for env in envs:
         index = next(queue, None)
@@ -204,7 +282,7 @@ def evaluate(agent: Agent, spec: RunSpec, out_dir: str | Path, *, batch_size: in
     while slots:
         actions = _act(agent, slots)
         still_running: list[EpisodeSlot] = []
-        for slot, action in zip(slots, actions):
+        for slot, action in zip(slots, actions, strict=True):
             sample = spec.samples[slot.index]
             finished: dict[str, Any] | None = None
             if isinstance(action, Exception):
@@ -228,10 +306,3 @@ def evaluate(agent: Agent, spec: RunSpec, out_dir: str | Path, *, batch_size: in
                 agent.reset(new_slot.info)
                 still_running.append(new_slot)
         slots = still_running
-
-    metrics = compute_metrics(records.ordered())
-    usage = _search_usage(spec.search)
-    if usage:
-        metrics["search_usage"] = usage
-    write_json_atomic(out_dir / METRICS_FILE, metrics)
-    return metrics

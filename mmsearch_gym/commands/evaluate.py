@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
-from typing import Any, Callable, List, Optional, Sequence
+from typing import Any, Callable, List, NoReturn, Optional, Sequence
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mmsearch_gym.agents.base import Agent
@@ -16,6 +18,7 @@ from mmsearch_gym.benchmarks.runner import RunSpec, evaluate
 from mmsearch_gym.data.sample import VQASample
 from mmsearch_gym.data.suites import resolve_dataset, suite_cache_bundle
 from mmsearch_gym.envs.search_config import resolve_search
+from mmsearch_gym.runs import RunDirectoryError
 from mmsearch_gym.search.errors import CacheMiss, CorruptCacheEntry
 
 console = Console()
@@ -23,6 +26,9 @@ console = Console()
 
 BASELINE_NAMES = ("no-search", "rag", "oracle")
 MODEL_AGENTS = ("hf", "openai", "vllm")
+CLI_SEARCH_MODES = ("replay", "replay_or_empty", "local")
+# Env arguments that have their own flags (--suite, --search/--cache) or mean nothing in a batch run.
+_ENV_KEYS_WITH_FLAGS = {"dataset": "--suite", "search": "--search", "cache_path": "--cache", "render_mode": None}
 
 
 def _baseline(name: str, samples: Sequence[VQASample]) -> Agent:
@@ -62,9 +68,39 @@ def _bundle_hash(cache_path: Optional[Path]) -> Optional[str]:
     return verify_bundle(cache_path).sha256
 
 
-def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
+def _fail(message: str) -> NoReturn:
+    """Print one error (not wrapped, not read as markup) and exit with status 2."""
+    console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
     raise typer.Exit(2)
+
+
+def env_setting_names() -> list[str]:
+    """The env keyword arguments `--env` may set: the env constructor's, less those with their own flag."""
+    from mmsearch_gym.envs.image_search_vqa import ImageSearchVQAEnv
+
+    parameters = inspect.signature(ImageSearchVQAEnv.__init__).parameters
+    return sorted(name for name in parameters if name != "self" and name not in _ENV_KEYS_WITH_FLAGS)
+
+
+def parse_env_settings(pairs: Sequence[str]) -> dict[str, Any]:
+    """`KEY=VALUE` pairs as env kwargs (VALUE read as JSON, else taken as a string); an unknown key is
+    refused here, naming the valid ones, before any env (and its dataset) is built."""
+    settings: dict[str, Any] = {}
+    valid = env_setting_names()
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        if not separator or not key:
+            _fail(f"--env expects KEY=VALUE, got {pair!r}")
+        flag = _ENV_KEYS_WITH_FLAGS.get(key)
+        if flag:
+            _fail(f"--env {key}=… is not an env setting here; use {flag}")
+        if key not in valid:
+            _fail(f"unknown --env key {key!r}; valid keys: {', '.join(valid)}")
+        try:
+            settings[key] = json.loads(value)
+        except json.JSONDecodeError:
+            settings[key] = value
+    return settings
 
 
 def run_eval(
@@ -92,16 +128,14 @@ def run_eval(
         _fail(str(error))
     if limit is not None:
         samples = samples[:limit]
-    env_kwargs: dict[str, Any] = {}
-    for pair in env:
-        key, separator, value = pair.partition("=")
-        if not separator:
-            _fail(f"--env expects KEY=VALUE, got {pair!r}")
-        try:
-            env_kwargs[key] = json.loads(value)
-        except json.JSONDecodeError:
-            env_kwargs[key] = value
+    env_kwargs = parse_env_settings(env)
+    if search not in CLI_SEARCH_MODES:
+        _fail(f"unknown --search {search!r}; choose from {', '.join(CLI_SEARCH_MODES)} (record searches with "
+              "`mmsearch-gym cache record`)")
     cache_path = cache or suite_cache_bundle(suite)
+    if search != "local" and cache_path is None:
+        _fail(f"--search {search} needs --cache (a recorded search cache directory or bundle file): suite {suite!r} "
+              "has no bundled cache; record one with `mmsearch-gym cache record`, or use --search local --corpus DIR")
     try:
         if search == "local":
             if corpus is None:
@@ -126,6 +160,10 @@ def run_eval(
     if agent == "hf":
         options["device"] = device
     spec = RunSpec(samples, backend, env_kwargs=env_kwargs, seed=seed, suite_name=suite, cache_bundle_hash=bundle_hash)
+    try:  # bad --env values fail here, once, before any agent is loaded
+        spec.make_env().close()
+    except (ValueError, TypeError) as error:
+        _fail(f"--env: {error}")
     results: dict[str, dict[str, Any]] = {}
     for name in names:
         player = (_model_agent(name, model, base_url, options) if name in MODEL_AGENTS
@@ -138,6 +176,8 @@ def run_eval(
                                          progress=lambda done, total: progress.update(task, completed=done, total=total))
             except (CacheMiss, CorruptCacheEntry) as error:
                 _fail(f"{error}\nThe episodes finished so far are kept in {out / name}; the run resumes from there.")
+            except RunDirectoryError as error:
+                _fail(str(error))
     print_table(results, console)
     plot_summary(results, out / "summary.png")
     console.print(f"run directory: {out}  (summary plot: {out / 'summary.png'})")

@@ -10,11 +10,11 @@ from mmsearch_gym.runs.manifest import (
     resume_mismatch, write_json_atomic,
 )
 from mmsearch_gym.runs.records import (
-    RECORDS_FILE, RecordsAppender, RecordsError, RecordsFile, TornTail, encode_record, parse_records, read_records,
+    RECORDS_FILE, RecordsAppender, RecordsError, RecordsFile, RunDirectoryError, TornTail, encode_record, parse_records, read_records,
 )
 
 __all__ = [
     "MANIFEST_FILE", "METRICS_FILE", "RECORDS_FILE", "RESUME_KEYS", "RecordsAppender", "RecordsError", "RecordsFile",
-    "RunMismatch", "TornTail", "check_resume", "encode_json", "encode_record", "parse_records", "read_json_object",
+    "RunDirectoryError", "RunMismatch", "TornTail", "check_resume", "encode_json", "encode_record", "parse_records", "read_json_object",
     "read_records", "resume_mismatch", "write_json_atomic",
 ]

@@ -15,6 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
+from mmsearch_gym.runs.records import RunDirectoryError
+
 MANIFEST_FILE = "manifest.json"
 METRICS_FILE = "metrics.json"
 # Manifest fields that must be equal for a run directory to be resumed.
@@ -22,7 +24,7 @@ RESUME_KEYS = ("suite_hash", "search_mode", "search_backend", "cache_bundle_hash
 _SHOWN_CHARS = 120
 
 
-class RunMismatch(ValueError):
+class RunMismatch(RunDirectoryError):
     """A run directory holds another run than the one asked for (the message names the field)."""
 
 
@@ -51,15 +53,16 @@ def write_json_atomic(path: str | os.PathLike[str], value: Any) -> None:
 
 
 def read_json_object(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The JSON object in `path`, or a `ValueError` naming the file and what is wrong with it."""
+    """The JSON object in `path`, or a `RunDirectoryError` naming the file and what is wrong with it."""
     try:
         value = json.loads(Path(path).read_bytes())
     except OSError as error:
-        raise ValueError(f"cannot read {str(path)!r}: {error.strerror or error}") from None
+        raise RunDirectoryError(f"cannot read {str(path)!r}: {error.strerror or error}") from None
     except (ValueError, UnicodeDecodeError) as error:
-        raise ValueError(f"{str(path)!r} is not valid JSON ({error}); delete it or use another run directory") from None
+        raise RunDirectoryError(f"{str(path)!r} is not valid JSON ({error}); delete it or use another run "
+                                "directory") from None
     if not isinstance(value, dict):
-        raise ValueError(f"{str(path)!r} must hold a JSON object, got {type(value).__name__}")
+        raise RunDirectoryError(f"{str(path)!r} must hold a JSON object, got {type(value).__name__}")
     return value
 
 

@@ -31,7 +31,11 @@ TORN_SUFFIX = ".torn"
 Record = dict[str, Any]
 
 
-class RecordsError(ValueError):
+class RunDirectoryError(ValueError):
+    """A run directory that cannot be used as asked (the message names the file and the remedy)."""
+
+
+class RecordsError(RunDirectoryError):
     """A records file that cannot be read as a run (the message names the file, the line and the remedy)."""
 
 
@@ -48,7 +52,8 @@ def encode_record(record: Mapping[str, Any]) -> bytes:
     """One record as one line of bytes (no newline): sorted keys, compact, UTF-8.
 
     Text UTF-8 cannot carry (lone surrogates) is written as its JSON escape (``\\ud800``), which
-    `json.loads` reads back to the same string; well-formed text is written as it is."""
+    `json.loads` reads back to the same string (JSON's rule: an adjacent high and low surrogate read back
+    as the one character they encode); well-formed text is written as it is."""
     text = json.dumps(record, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return text.encode("utf-8", "backslashreplace")
 
