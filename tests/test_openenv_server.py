@@ -1,0 +1,324 @@
+"""The env served through openenv-core on loopback: the wire changes nothing.
+
+A real `mmsearch-gym serve` process on 127.0.0.1 (stopped by PID), played with openenv-core's own
+clients (the generic dict client, our typed `EnvClient` subclass) and with `RemoteImageSearchVQAEnv`;
+every reward, message, info and image byte is compared with the local env for the same seed and
+actions (the oracle's trajectories on 50 samples).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+pytest.importorskip("openenv.core", reason="the `serve` extra (openenv-core) is not installed")
+
+import httpx  # noqa: E402
+from openenv.core.generic_client import GenericEnvClient  # noqa: E402
+from websockets.sync.client import connect as ws_connect  # noqa: E402
+
+import mmsearch_gym  # noqa: E402,F401
+from mmsearch_gym.agents.baselines import OracleAgent  # noqa: E402
+from mmsearch_gym.integrations.openenv.client import (  # noqa: E402
+    ImageSearchVQAClient,
+    RemoteEnvError,
+    RemoteImageSearchVQAEnv,
+)
+from mmsearch_gym.integrations.openenv.models import ImageSearchVQAAction  # noqa: E402
+from mmsearch_gym.integrations.openenv.wire import decode, decode_image  # noqa: E402
+
+ENV_ID = "ImageSearchVQA-v0"
+N_SAMPLES = 50
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _start_server(*args: str, timeout_s: float = 90.0) -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    command = [sys.executable, "-c", "from mmsearch_gym.cli import main; main()", "serve",
+               "--host", "127.0.0.1", "--port", str(port), *args]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited early: {process.stderr.read()}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1.0).status_code == 200:
+                return process, f"ws://127.0.0.1:{port}"
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    process.kill()
+    raise AssertionError("server did not answer /health in time")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    process, url = _start_server("--max-sessions", "40", "--idle-timeout", "30")
+    try:
+        yield url
+    finally:
+        _stop(process)
+
+
+@pytest.fixture(scope="module")
+def local_env() -> Iterator[gym.Env]:
+    env = gym.make(ENV_ID)
+    yield env
+    env.close()
+
+
+@pytest.fixture(scope="module")
+def oracle(local_env: gym.Env) -> OracleAgent:
+    return OracleAgent(local_env.unwrapped.dataset)
+
+
+def _play(env: gym.Env, agent: OracleAgent, index: int) -> list[tuple[Any, ...]]:
+    """The whole oracle episode of sample `index` (seed = index): every return value, in order."""
+    obs, info = env.reset(seed=index, options={"index": index})
+    agent.reset(info)
+    trace: list[tuple[Any, ...]] = [(obs, info)]
+    done = False
+    while not done:
+        obs, reward, terminated, truncated, info = env.step(agent.act(obs))
+        trace.append((obs, reward, terminated, truncated, info))
+        done = terminated or truncated
+    return trace
+
+
+def _assert_same_observation(remote: dict, local: dict) -> None:
+    assert remote["messages"] == local["messages"]
+    assert isinstance(remote["messages"], tuple) and isinstance(remote["images"], tuple)
+    assert len(remote["images"]) == len(local["images"])
+    for got, want in zip(remote["images"], local["images"]):
+        assert got.dtype == want.dtype and got.shape == want.shape
+        assert got.tobytes() == want.tobytes()
+
+
+def _assert_same_trace(remote: list[tuple[Any, ...]], local: list[tuple[Any, ...]]) -> None:
+    assert len(remote) == len(local)
+    for got, want in zip(remote, local):
+        _assert_same_observation(got[0], want[0])
+        assert got[1:] == want[1:]  # reward, terminated, truncated, info: equal values and types
+        for a, b in zip(got[1:], want[1:]):
+            assert type(a) is type(b)
+
+
+def test_remote_env_equals_local_env_on_oracle_trajectories(server: str, local_env: gym.Env,
+                                                            oracle: OracleAgent) -> None:
+    remote = RemoteImageSearchVQAEnv(server)
+    try:
+        assert remote.observation_space == local_env.observation_space or \
+            repr(remote.observation_space) == repr(local_env.observation_space)
+        for index in range(N_SAMPLES):
+            _assert_same_trace(_play(remote, oracle, index), _play(local_env, oracle, index))
+    finally:
+        remote.close()
+
+
+def test_gym_make_with_server_gives_the_remote_env(server: str, local_env: gym.Env, oracle: OracleAgent) -> None:
+    env = gym.make(ENV_ID, server=server)
+    try:
+        assert isinstance(env.unwrapped, RemoteImageSearchVQAEnv)
+        _assert_same_trace(_play(env, oracle, 7), _play(local_env, oracle, 7))
+    finally:
+        env.close()
+
+
+def test_openenv_generic_client_sees_the_local_episode(server: str, local_env: gym.Env,
+                                                       oracle: OracleAgent) -> None:
+    """openenv-core's own dict client: rewards, messages and PNG image bytes match the local env."""
+
+    async def play(index: int) -> list[dict[str, Any]]:
+        steps = []
+        async with GenericEnvClient(base_url=server) as client:
+            result = await client.reset(seed=index, options={"index": index})
+            steps.append({"obs": result.observation, "reward": result.reward, "done": result.done})
+            oracle.reset(decode(result.observation["info"]))
+            while not result.done:
+                local_obs = {"messages": tuple(result.observation["messages"]),
+                             "images": tuple(decode_image(i) for i in result.observation["images"])}
+                result = await client.step({"turn": oracle.act(local_obs)})
+                steps.append({"obs": result.observation, "reward": result.reward, "done": result.done})
+        return steps
+
+    for index in (0, 1, 2, 3, 4):
+        remote = asyncio.run(play(index))
+        local = _play(local_env, oracle, index)
+        assert len(remote) == len(local)
+        for got, want in zip(remote, local):
+            assert tuple(got["obs"]["messages"]) == want[0]["messages"]
+            assert [decode_image(i).tobytes() for i in got["obs"]["images"]] == \
+                [image.tobytes() for image in want[0]["images"]]
+            assert decode(got["obs"]["info"]) == want[-1]
+            if len(want) == 5:
+                assert got["reward"] == want[1] and got["done"] == (want[2] or want[3])
+
+
+def test_typed_openenv_client_and_state(server: str) -> None:
+    async def play() -> tuple[Any, Any]:
+        async with ImageSearchVQAClient(base_url=server) as client:
+            await client.reset(seed=0, options={"index": 0})
+            result = await client.step(ImageSearchVQAAction(turn="<reason>r</reason><answer>x</answer>"))
+            return result, await client.state()
+
+    result, state = asyncio.run(play())
+    assert result.done and result.observation.done and isinstance(result.reward, float)
+    assert state.step_count == 1 and state.done and state.sample_id is not None
+    assert state.settings["max_turns"] == 3
+
+
+def test_32_concurrent_sessions_keep_their_own_state(server: str, local_env: gym.Env, oracle: OracleAgent) -> None:
+    expected = {index: _play(local_env, oracle, index) for index in range(32)}
+    results: dict[int, Any] = {}
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(32)
+
+    def worker(index: int) -> None:
+        try:
+            env = RemoteImageSearchVQAEnv(server)
+            try:
+                barrier.wait(timeout=60)  # every session open at once before any episode starts
+                results[index] = _play(env, OracleAgent(local_env.unwrapped.dataset), index)
+            finally:
+                env.close()
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=worker, args=(index,)) for index in range(32)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert not errors, errors
+    for index in range(32):
+        _assert_same_trace(results[index], expected[index])
+
+
+def _raw(url: str) -> Any:
+    return ws_connect(f"{url}/ws", open_timeout=10, max_size=64 * 1024 * 1024)
+
+
+def _reply(connection: Any) -> dict[str, Any]:
+    return json.loads(connection.recv(timeout=30))
+
+
+def test_protocol_errors_get_error_replies_and_the_server_keeps_serving(server: str) -> None:
+    with _raw(server) as connection:
+        connection.send(json.dumps({"type": "step", "data": {"turn": "<reason>r</reason><answer>a</answer>"}}))
+        before_reset = _reply(connection)
+        assert before_reset["type"] == "error" and before_reset["data"]["code"] == "EXECUTION_ERROR"
+        assert "reset" in before_reset["data"]["message"].lower()
+
+        connection.send("{not json")
+        assert _reply(connection)["data"]["code"] == "INVALID_JSON"
+
+        connection.send(json.dumps({"type": "teleport"}))
+        unknown = _reply(connection)
+        assert unknown["type"] == "error" and unknown["data"]["code"] == "UNKNOWN_TYPE"
+
+        connection.send(json.dumps({"type": "reset", "data": {"seed": 0}}))
+        assert _reply(connection)["type"] == "observation"
+        connection.send(json.dumps({"type": "step", "data": {"turn": "x" * 2_000_001}}))
+        oversized = _reply(connection)
+        assert oversized["type"] == "error" and oversized["data"]["code"] == "VALIDATION_ERROR"
+
+        connection.send(json.dumps({"type": "step", "data": {"turn": "<reason>r</reason><answer>a</answer>"}}))
+        after = _reply(connection)
+        assert after["type"] == "observation" and after["data"]["done"] is True
+    remote = RemoteImageSearchVQAEnv(server)
+    try:
+        with pytest.raises(RemoteEnvError, match="options"):
+            remote.reset(options={"index": 10**9})
+        obs, info = remote.reset(seed=1)
+        assert info["turn"] == 0 and len(obs["images"]) == 1
+    finally:
+        remote.close()
+
+
+def test_http_endpoints(server: str) -> None:
+    base = server.replace("ws://", "http://")
+    assert httpx.get(f"{base}/health", timeout=10).json()["status"] == "healthy"
+    schema = httpx.get(f"{base}/schema", timeout=10).json()
+    assert "turn" in schema["action"]["properties"] and "images" in schema["observation"]["properties"]
+    assert httpx.get(f"{base}/metadata", timeout=10).json()["name"] == ENV_ID
+    reset = httpx.post(f"{base}/reset", json={"seed": 0}, timeout=30).json()
+    assert reset["observation"]["messages"][0]["role"] == "user"
+    step = httpx.post(f"{base}/step", json={"action": {"turn": "<reason>r</reason><answer>a</answer>"}},
+                      timeout=30)
+    assert step.status_code in (200, 400, 422, 500)  # stateless: a fresh env per request
+
+
+def test_killed_client_frees_its_slot_within_the_idle_timeout() -> None:
+    process, url = _start_server("--max-sessions", "1", "--idle-timeout", "2")
+    try:
+        client = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+            import json, sys, time
+            from websockets.sync.client import connect
+            connection = connect("{url}/ws", open_timeout=10)
+            connection.send(json.dumps({{"type": "reset", "data": {{"seed": 0}}}}))
+            connection.recv(timeout=30)
+            print("playing", flush=True)
+            time.sleep(600)
+            """)], stdout=subprocess.PIPE, text=True)
+        assert client.stdout.readline().strip() == "playing"
+        with pytest.raises(RemoteEnvError):  # the only slot is taken
+            RemoteImageSearchVQAEnv(url).reset(seed=0)
+        os.kill(client.pid, signal.SIGKILL)
+        client.wait(timeout=10)
+        deadline = time.monotonic() + 2 + 10
+        while True:
+            try:
+                env = RemoteImageSearchVQAEnv(url)
+                env.reset(seed=0)
+                env.close()
+                break
+            except RemoteEnvError:
+                assert time.monotonic() < deadline, "the killed client's slot was never freed"
+                time.sleep(0.25)
+    finally:
+        _stop(process)
+
+
+def test_bad_server_settings_fail_with_one_line() -> None:
+    result = subprocess.run([sys.executable, "-c", "from mmsearch_gym.cli import main; main()", "serve",
+                             "--port", str(_free_port()), "--env", "max_turns=0"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "max_turns" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_wire_codec_round_trips_info_values() -> None:
+    value = {"a": (1, 2.5, None, "x"), "b": [True, {"c": np.int64(3)}], "nan": float("nan"),
+             "img": np.arange(12, dtype=np.uint8).reshape(2, 2, 3)}
+    back = decode(json.loads(json.dumps(__import__("mmsearch_gym.integrations.openenv.wire",
+                                                   fromlist=["encode"]).encode(value))))
+    assert back["a"] == (1, 2.5, None, "x") and back["b"][1]["c"] == 3
+    assert isinstance(back["b"][1]["c"], np.int64) and np.isnan(back["nan"])
+    assert back["img"].tobytes() == value["img"].tobytes()
