@@ -1,4 +1,6 @@
-"""The action grammar: parsing one turn and the format score of whole trajectories (DESIGN §3)."""
+"""The `lenient` rule set's grammar (parsing one turn, format of whole trajectories), and the
+linear-time guarantee of both rule sets (DESIGN §3). The default rule set's exact MMSearch-R1
+semantics are tested in tests/test_rules_official.py."""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mmsearch_gym.envs import format_score, parse_action
+from mmsearch_gym.envs import grammar, lenient
+from mmsearch_gym.envs.lenient import format_score, parse_action
 
 ANSWER = "<reason>I know it.</reason><answer>Paris</answer>"
 IMAGE = "<reason>I need to see what this is.</reason><search><img></search>"
@@ -131,10 +134,41 @@ def _parse_time(text: str) -> float:
     return best
 
 
-def test_adversarial_inputs_scale_linearly():
+def _official_time(text: str) -> float:
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        grammar.parse_action(text)
+        grammar.format_score([text])
+        grammar.search_count([text])
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+ADVERSARIAL_UNITS = ("<text_search>", "<answer>", "</text_search>x", "<search><img>", "<text_search>\n",
+                     "<text_search></text_search>", "<answer></answer>", "<reason>")
+
+
+@pytest.mark.parametrize("timer", [_parse_time, _official_time], ids=["lenient", "mmsearch_r1"])
+def test_adversarial_inputs_scale_linearly(timer):
     """Quadratic regexes blow up by 100x between 10k and 100k characters; a linear parser ~10x.
     The bound is loose (noisy machines) but far below quadratic growth."""
-    for unit in ("<text_search>", "<answer>", "</text_search>x", "<search><img>"):
-        small = _parse_time(unit * (10_000 // len(unit)) + "</text_search>")
-        large = _parse_time(unit * (100_000 // len(unit)) + "</text_search>")
+    for unit in ADVERSARIAL_UNITS:
+        small = timer(unit * (10_000 // len(unit)) + "</text_search>")
+        large = timer(unit * (100_000 // len(unit)) + "</text_search>")
         assert large < max(small, 1e-5) * 40, (unit, small, large)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.text(min_size=1, max_size=50), st.integers(min_value=1_000, max_value=100_000))
+def test_official_parse_is_never_slow_on_long_unicode(chunk, length):
+    text = (chunk * (length // len(chunk) + 1))[:length]
+    for candidate in (text, "<text_search>" + text + "</text_search>", text + "</answer>",
+                      "<answer>" * 1000 + text, "<reason>" + text + "</reason><search>" + text + "</search>"):
+        grammar.parse_action(candidate)
+        grammar.format_score([candidate])
+
+
+def test_lenient_module_is_the_lenient_rule_set():
+    from mmsearch_gym.envs.rules import LENIENT
+    assert LENIENT.parse_action is lenient.parse_action and LENIENT.format_score is lenient.format_score

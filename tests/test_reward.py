@@ -69,11 +69,49 @@ def test_subtractive_reward_table(score, fmt, searches, reward):
 def test_per_search_penalty_and_warmup():
     per_search = RewardConfig(per_search=True)
     assert compute_reward(1, 1, 2, per_search) == pytest.approx(0.9 * 0.81 + 0.1)
+    # MMSearch-R1's warm-up: the penalty moves from -p (a bonus for searching) to +p
     warm = RewardConfig(penalty_warmup_steps=100)
-    assert compute_reward(1, 1, 1, warm, step=0) == pytest.approx(1.0)
-    assert compute_reward(1, 1, 1, warm, step=50) == pytest.approx(0.9 * 0.95 + 0.1)
+    assert warm.penalty_at(0) == pytest.approx(-0.1)
+    assert warm.penalty_at(25) == pytest.approx(-0.05)
+    assert warm.penalty_at(50) == pytest.approx(0.0)
+    assert warm.penalty_at(100) == pytest.approx(0.1)
+    assert compute_reward(1, 1, 1, warm, step=0) == pytest.approx(0.9 * 1.1 + 0.1)
+    assert compute_reward(1, 1, 1, warm, step=50) == pytest.approx(1.0)
+    assert compute_reward(1, 1, 1, warm, step=75) == pytest.approx(0.9 * 0.95 + 0.1)
     assert compute_reward(1, 1, 1, warm, step=1000) == pytest.approx(0.91)
     assert compute_reward(1, 1, 1, warm, step=None) == pytest.approx(0.91)
+    assert compute_reward(0, 1, 1, warm, step=0) == pytest.approx(0.1)  # only a correct answer moves
+
+
+def test_penalty_applies_only_to_a_correct_answer():
+    """MMSearch-R1 penalises only when score > 0.99, so a partial score from a custom scorer keeps
+    its value after a search."""
+    assert compute_reward(0.5, 1, 1) == pytest.approx(0.9 * 0.5 + 0.1)
+    assert compute_reward(0.995, 0, 1) == pytest.approx(0.9 * 0.995 * 0.9)
+
+
+def test_gold_answer_normalising_to_empty_matches_nothing():
+    """Regression: "A" normalises to "" (an article), which matched an empty answer under EM (and,
+    in the official SubEM, every answer)."""
+    assert score_answer("", ("A",)) == 0.0
+    assert score_answer("the", ("A",)) == 0.0
+    assert score_answer("anything", ("A",), scorer="subem") == 0.0
+    assert score_answer("Paris", ("A", "Paris")) == 1.0
+
+
+@pytest.mark.parametrize("values, fragment", [
+    ({"per_search": "false"}, "per_search must be true or false, got 'false'"),
+    ({"per_search": 1}, "per_search must be true or false"),
+    ({"format_weight": "0.1"}, "format_weight"),
+    ({"format_weight": float("nan")}, "format_weight"),
+    ({"penalty_warmup_steps": 2.5}, "penalty_warmup_steps"),
+    ({"penalty_warmup_steps": True}, "penalty_warmup_steps"),
+    ({"perSearch": True}, "unknown reward field(s) ['perSearch']; valid fields: ['format_weight'"),
+])
+def test_reward_mapping_is_checked(values, fragment):
+    with pytest.raises(ValueError) as caught:
+        RewardConfig.from_mapping(values)
+    assert fragment in str(caught.value) and "\n" not in str(caught.value)
 
 
 @pytest.mark.parametrize("kwargs, bad", [

@@ -1,4 +1,4 @@
-"""The `ImageSearchVQA-v0` environment, its action grammar, prompts, reward and spaces."""
+"""The `ImageSearchVQA-v0` environment, its rule sets (action grammar), prompts, reward and spaces."""
 
 from mmsearch_gym.envs.grammar import Action, format_score, parse_action, turn_is_well_formed
 from mmsearch_gym.envs.image_search_vqa import ImageSearchVQAEnv
@@ -11,10 +11,12 @@ from mmsearch_gym.envs.reward import (
     score_answer,
     substring_match,
 )
-from mmsearch_gym.envs.spaces import ChatMessages, RGBImage, UnicodeText
+from mmsearch_gym.envs.rules import LENIENT, MMSEARCH_R1, RULE_SETS, RuleSet, resolve_rules
+from mmsearch_gym.envs.spaces import ChatMessages, ObservationSpace, RGBImage, UnicodeText
 
 __all__ = [
-    "Action", "ChatMessages", "ImageSearchVQAEnv", "PromptSet", "RGBImage", "RewardConfig", "UnicodeText",
-    "compute_reward", "exact_match", "format_score", "normalize_answer", "parse_action", "score_answer",
-    "substring_match", "turn_is_well_formed",
+    "Action", "ChatMessages", "ImageSearchVQAEnv", "LENIENT", "MMSEARCH_R1", "ObservationSpace", "PromptSet",
+    "RGBImage", "RULE_SETS", "RewardConfig", "RuleSet", "UnicodeText", "compute_reward", "exact_match",
+    "format_score", "normalize_answer", "parse_action", "resolve_rules", "score_answer", "substring_match",
+    "turn_is_well_formed",
 ]

@@ -7,14 +7,28 @@ Two published variants of the penalty are supported:
   is worth ``1 − p``; so 1.0 / 0.91 / 0.9 / 0.81 / 0.1 / 0 for the usual cases.
 - ``subtractive`` (the formula as quoted in summaries): ``score − p`` whenever a search was made, so a
   wrong answer after a search costs 0.09 more than a wrong answer without one.
+
+As in MMSearch-R1's code, the multiplicative penalty applies only to a correct answer (score > 0.99)
+and the optional warm-up moves the penalty from −p to +p. One deliberate difference: a gold answer
+that normalises to "" (for example "A", an article) matches nothing, where the official EM and SubEM
+checks let it match an empty answer or every answer.
+
+>>> compute_reward(score=1.0, format_score=1, searches=1)   # correct, well formed, searched
+0.91
+>>> score_answer("the Eiffel Tower!", ("Eiffel Tower",))
+1.0
+>>> score_answer("", ("A",))   # "A" normalises to ""
+0.0
 """
 
 from __future__ import annotations
 
 import re
 import string
-from dataclasses import asdict, dataclass
-from typing import Any, Callable, Literal, Sequence, Union
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Callable, Literal, Mapping, Sequence, Union
+
+from mmsearch_gym.checks import require_bool, require_int, require_number
 
 Scorer = Callable[[str, Sequence[str]], float]
 """A scorer maps (predicted answer, accepted answers) to a score in [0, 1]."""
@@ -32,9 +46,10 @@ def normalize_answer(text: str) -> str:
 
 
 def exact_match(prediction: str, answers: Sequence[str]) -> float:
-    """1.0 when the normalised prediction equals any normalised accepted answer."""
+    """1.0 when the normalised prediction equals any non-empty normalised accepted answer (a gold
+    answer normalising to "" would otherwise match an empty prediction)."""
     predicted = normalize_answer(prediction)
-    return float(any(predicted == normalize_answer(gold) for gold in answers))
+    return float(any(predicted == gold for gold in map(normalize_answer, answers) if gold))
 
 
 def substring_match(prediction: str, answers: Sequence[str]) -> float:
@@ -74,8 +89,9 @@ class RewardConfig:
     search_penalty: p, the penalty for searching (see the module docstring for the two variants).
     per_search: apply the penalty once per executed search (`(1−p)^n`, or `n·p` when subtractive)
         instead of once for any search.
-    penalty_warmup_steps: when > 0, the penalty grows linearly from 0 to p over this many training
-        steps (the trainer tells the env its step); evaluation (no step given) uses the full penalty.
+    penalty_warmup_steps: when > 0, the penalty moves linearly from −p (a bonus for searching) to +p
+        over this many training steps, as MMSearch-R1's trainer does (the trainer tells the env its
+        step); evaluation (no step given) uses the full penalty.
     scorer: "exact", "subem" or a callable `(prediction, answers) -> float`.
     """
 
@@ -87,22 +103,32 @@ class RewardConfig:
     scorer: Union[str, Scorer] = "exact"
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.format_weight <= 1.0:
-            raise ValueError(f"format_weight must be in [0, 1], got {self.format_weight!r}")
-        if not 0.0 <= self.search_penalty <= 1.0:
-            raise ValueError(f"search_penalty must be in [0, 1], got {self.search_penalty!r}")
+        require_number("format_weight", self.format_weight, low=0.0, high=1.0)
+        require_number("search_penalty", self.search_penalty, low=0.0, high=1.0)
         if self.penalty not in ("multiplicative", "subtractive"):
             raise ValueError(
                 f"penalty must be 'multiplicative' or 'subtractive', got {self.penalty!r}")
-        if self.penalty_warmup_steps < 0:
-            raise ValueError(f"penalty_warmup_steps must be >= 0, got {self.penalty_warmup_steps!r}")
+        require_bool("per_search", self.per_search)
+        require_int("penalty_warmup_steps", self.penalty_warmup_steps, low=0)
         resolve_scorer(self.scorer)
 
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> RewardConfig:
+        """A config from a dict of its fields (e.g. a CLI ``--env reward=...`` value); an unknown key
+        is refused with the list of valid fields."""
+        valid = [f.name for f in fields(cls)]
+        unknown = sorted(set(values) - set(valid), key=str)
+        if unknown:
+            raise ValueError(f"unknown reward field(s) {unknown}; valid fields: {valid}")
+        return cls(**values)
+
     def penalty_at(self, step: int | None) -> float:
-        """The search penalty in force at training step `step` (full penalty when `step` is None)."""
+        """The search penalty in force at training step `step` (full penalty when `step` is None):
+        −p at step 0 rising linearly to +p at `penalty_warmup_steps`."""
         if step is None or self.penalty_warmup_steps == 0:
             return self.search_penalty
-        return self.search_penalty * min(1.0, max(0, step) / self.penalty_warmup_steps)
+        progress = min(1.0, max(0, step) / self.penalty_warmup_steps)
+        return self.search_penalty * (2.0 * progress - 1.0)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready description (a callable scorer is recorded by its qualified name)."""
@@ -114,12 +140,13 @@ class RewardConfig:
 
 def compute_reward(score: float, format_score: int, searches: int, config: RewardConfig = RewardConfig(),
                    step: int | None = None) -> float:
-    """The episode reward from its answer score, format score and number of executed searches."""
+    """The episode reward from its answer score, format score and the number of searches the rule
+    set counts. The multiplicative penalty applies only to a correct answer (score > 0.99)."""
     p = config.penalty_at(step)
     alpha = config.format_weight
     times = searches if config.per_search else min(searches, 1)
     if config.penalty == "multiplicative":
-        penalised = score * (1.0 - p) ** times if score > 0 else score
+        penalised = score * (1.0 - p) ** times if score > 0.99 else score
     else:
         penalised = score - p * times
     return (1.0 - alpha) * penalised + alpha * format_score

@@ -167,3 +167,12 @@ class ChatMessages(spaces.Space[tuple]):
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, ChatMessages) and other.max_messages == self.max_messages
                 and other.max_images == self.max_images and other.max_text == self.max_text)
+
+
+class ObservationSpace(spaces.Dict):
+    """The env's observation space: a `spaces.Dict` of `images` and `messages`.
+
+    Its own class (not a plain `Dict`) so that `mmsearch_gym.envs.vector` can teach Gymnasium's
+    `AsyncVectorEnv` how to pass these variable-size observations between processes with its default
+    `shared_memory=True`, without changing how any other env's `Dict` space is handled.
+    """
