@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from mmsearch_gym.checks import require_int
 from mmsearch_gym.data.suite_io import write_suite
 from mmsearch_gym.data.synth.corpus import write_corpus
 from mmsearch_gym.data.synth.questions import generate_questions
@@ -36,8 +37,7 @@ def build_suite(out_dir: str | Path, seed: int = 0, n_test: int = 300, n_train: 
     300 test questions on 120 entities, 1000 train questions on 360 others."""
     for label, value in (("n_test", n_test), ("n_train", n_train), ("n_entities_test", n_entities_test),
                          ("n_entities_train", n_entities_train)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{label} must be a positive int, got {value!r}")
+        require_int(label, value, low=1)
     out = Path(out_dir)
     world = generate_world(seed, n_entities_test + n_entities_train, n_test_entities=n_entities_test,
                            n_distractors=n_distractors)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping, Sequence
 
+from mmsearch_gym.checks import require_int
 from mmsearch_gym.data.sample import VQASample
 from mmsearch_gym.data.synth.kinds import (
     KINDS,
@@ -122,8 +123,7 @@ def generate_questions(world: World, n: int, seed: int, split: str, *,
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ValueError(f"n must be a non-negative int, got {n!r}")
+    n = require_int("n", n, low=0)
     counts = _counts(n, _checked_mix(mix))
     entities = world.split(split)
     if not entities and n:

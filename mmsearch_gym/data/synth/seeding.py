@@ -13,11 +13,12 @@ import random
 
 import numpy as np
 
+from mmsearch_gym.checks import require_int
+
 
 def derive_seed(seed: int, *labels: object) -> int:
     """A 64-bit seed for the purpose named by `labels` under the world seed `seed`."""
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"seed must be an int, got {seed!r}")
+    seed = require_int("seed", seed)
     text = "\x1f".join([str(seed), *(str(label) for label in labels)])
     return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")
 

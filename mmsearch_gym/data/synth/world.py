@@ -15,6 +15,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
+from mmsearch_gym.checks import require_int
 from mmsearch_gym.data.synth.emblems import (
     MIN_BACKGROUND,
     EmblemDesign,
@@ -216,18 +217,11 @@ def generate_world(seed: int, n_entities: int, *, n_test_entities: int | None = 
     Distractors default to half as many as entities; half of them have names that share the
     first syllables of an entity's name.
     """
-    if isinstance(n_entities, bool) or not isinstance(n_entities, int) or n_entities < 1:
-        raise ValueError(f"n_entities must be a positive int, got {n_entities!r}")
-    if n_test_entities is None:
-        n_test_entities = n_entities // 4
-    if not isinstance(n_test_entities, int) or not 0 <= n_test_entities <= n_entities:
-        raise ValueError(f"n_test_entities must be an int in [0, {n_entities}], got {n_test_entities!r}")
-    if n_distractors is None:
-        n_distractors = n_entities // 2
-    if not isinstance(n_distractors, int) or n_distractors < 0:
-        raise ValueError(f"n_distractors must be a non-negative int, got {n_distractors!r}")
-    if not 0 <= min_phash_distance <= 32:
-        raise ValueError(f"min_phash_distance must be within [0, 32], got {min_phash_distance}")
+    n_entities = require_int("n_entities", n_entities, low=1)
+    n_test_entities = require_int("n_test_entities", n_entities // 4 if n_test_entities is None else n_test_entities,
+                                  low=0, high=n_entities)
+    n_distractors = require_int("n_distractors", n_entities // 2 if n_distractors is None else n_distractors, low=0)
+    min_phash_distance = require_int("min_phash_distance", min_phash_distance, low=0, high=32)
 
     registry = NameRegistry(all_template_text())
     pools = _Pools(seed, n_entities, registry)
