@@ -4,11 +4,12 @@ page loads nothing from the network, and in a real headless Chromium its table s
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Optional
 
 import pytest
 from typer.testing import CliRunner
@@ -107,20 +108,53 @@ BROWSER_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-s
                  "--disable-background-networking", "--disable-component-update", "--disable-sync")
 
 
-def _chromium() -> str | None:
-    for name in ("chromium", "chromium-browser"):
-        found = shutil.which(name)
+REQUIRE_BROWSER = "MMSEARCH_GYM_REQUIRE_BROWSER"
+"""Set to 1 (CI does, after installing the browser packages) to fail instead of skip without a browser."""
+BROWSER_HINT = "Debian/Ubuntu: apt-get install chromium chromium-driver, as .ci/apt-packages lists"
+
+
+Lookup = Callable[[str], Optional[str]]
+
+
+def _found(names: tuple[str, ...], fallback: str, which: Lookup, exists: Callable[[str], bool]) -> str | None:
+    for name in names:
+        found = which(name)
         if found:
             return found
-    return "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
+    return fallback if exists(fallback) else None
+
+
+def _browser(which: Lookup = shutil.which, exists: Callable[[str], bool] = os.path.exists) -> tuple[str, str]:
+    """(chromium, chromedriver) paths; without both, skip naming what is missing and what did not
+    run, or fail where the environment promises a browser (REQUIRE_BROWSER)."""
+    chromium = _found(("chromium", "chromium-browser"), "/usr/bin/chromium", which, exists)
+    driver = _found(("chromedriver",), "/usr/bin/chromedriver", which, exists)
+    if chromium is not None and driver is not None:
+        return chromium, driver
+    missing = " and ".join(name for name, path in (("chromium", chromium), ("chromedriver", driver)) if path is None)
+    message = (f"{missing} not found, so the leaderboard page's table sorting was not checked in a real browser "
+               f"({BROWSER_HINT})")
+    if os.environ.get(REQUIRE_BROWSER) == "1":
+        pytest.fail(f"{REQUIRE_BROWSER}=1 but {message}", pytrace=False)
+    pytest.skip(message)
+
+
+def test_browser_check_skips_or_fails_with_a_reason_naming_the_missing_binary(monkeypatch):
+    chromium_only: Lookup = lambda name: "/opt/chromium" if name == "chromium" else None  # noqa: E731
+    monkeypatch.delenv(REQUIRE_BROWSER, raising=False)
+    with pytest.raises(pytest.skip.Exception, match="chromedriver not found.*apt-get install chromium chromium-driver"):
+        _browser(chromium_only, lambda path: False)
+    assert _browser(chromium_only, lambda path: path == "/usr/bin/chromedriver") == (
+        "/opt/chromium", "/usr/bin/chromedriver")
+    monkeypatch.setenv(REQUIRE_BROWSER, "1")
+    with pytest.raises(pytest.fail.Exception, match=f"{REQUIRE_BROWSER}=1 but chromedriver not found"):
+        _browser(chromium_only, lambda path: False)
+    with pytest.raises(pytest.fail.Exception, match="chromium and chromedriver not found"):
+        _browser(lambda name: None, lambda path: False)
 
 
 def test_table_sorts_on_header_clicks_in_headless_chromium(tmp_path):
-    chromium = _chromium()
-    if chromium is None:
-        pytest.skip("Chromium not found (Debian: apt-get install chromium chromium-driver; see .ci/apt-packages)")
-    driver_path = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-    assert Path(driver_path).exists(), "chromium is installed but chromedriver is not (Debian package chromium-driver)"
+    chromium, driver_path = _browser()
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
