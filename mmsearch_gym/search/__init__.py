@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EncodedImage", "LocalCorpusBackend", "QueryImage", "SearchBackend", "SearchItem", "SearchResults",
-    "StaticSearchBackend",
+    "StaticSearchBackend", "WikiTextSearch",
     "image_digest", "normalize_query", "query_digest",
 ]
 
@@ -24,6 +24,7 @@ _LAZY = {
     "JinaReader": "mmsearch_gym.search.reader", "LocalExtractor": "mmsearch_gym.search.reader",
     "ChatSummarizer": "mmsearch_gym.search.summarizer", "UsageMeter": "mmsearch_gym.search.costs",
     "HttpSettings": "mmsearch_gym.search.http", "RetryPolicy": "mmsearch_gym.search.http",
+    "WikiTextSearch": "mmsearch_gym.search.wiki",  # needs bm25s (`mmsearch-gym[local]`)
 }
 
 
