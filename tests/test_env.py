@@ -14,7 +14,7 @@ from gymnasium.utils.env_checker import check_env
 
 import mmsearch_gym  # noqa: F401 - registers the env
 from mmsearch_gym.envs import ImageSearchVQAEnv
-from mmsearch_gym.search import SearchResults
+from mmsearch_gym.search import EncodedImage, SearchItem, SearchResults
 
 IMAGE = "<reason>Unknown emblem.</reason><search><img></search>"
 TEXT = "<reason>It is the Red Banner Society.</reason><text_search>Red Banner Society founded</text_search>"
@@ -286,3 +286,100 @@ def test_direct_env_class_matches_registry(tiny_world):
     obs2, _ = make(tiny_world).reset(seed=3)
     assert obs["messages"] == obs2["messages"]
     assert all(np.array_equal(a, b) for a, b in zip(obs["images"], obs2["images"]))
+
+
+def test_unknown_env_kwarg_is_one_line_without_the_dataset(tiny_world):
+    """Regression: a TypeError from the constructor made gymnasium print every kwarg, the whole
+    dataset included."""
+    with pytest.raises(ValueError) as caught:
+        make(tiny_world, foo=1)
+    message = str(caught.value)
+    assert "['foo']" in message and "valid arguments" in message and "rules" in message
+    assert "\n" not in message and "VQASample" not in message and len(message) < 400
+
+
+@pytest.mark.parametrize("reward, fragment", [
+    ({"per_search": "false"}, "per_search must be true or false"),
+    ({"per_serach": True}, "unknown reward field(s) ['per_serach']; valid fields:"),
+])
+def test_reward_dict_is_checked(tiny_world, reward, fragment):
+    with pytest.raises(ValueError) as caught:
+        make(tiny_world, reward=reward)
+    assert fragment in str(caught.value)
+
+
+class FloodingBackend:
+    """Returns more items than asked for."""
+
+    backend_id = "flooding"
+
+    def __init__(self, thumbnail):
+        self.thumbnail = thumbnail
+
+    def image_search(self, image, top_k):
+        return SearchResults("image", tuple(SearchItem(f"t{i}", f"u{i}", thumbnail=self.thumbnail)
+                                            for i in range(top_k + 4)))
+
+    def text_search(self, query, top_k):
+        return SearchResults("text", tuple(SearchItem(f"t{i}", f"u{i}", "s") for i in range(top_k + 4)))
+
+
+def test_results_beyond_top_k_are_cut(tiny_world):
+    """Regression: extra items became extra thumbnails, outside observation_space."""
+    samples, _ = tiny_world
+    thumb = EncodedImage.from_array(np.zeros((4, 4, 3), np.uint8))
+    env = gym.make("ImageSearchVQA-v0", dataset=samples, search=FloodingBackend(thumb), top_k=2)
+    env.reset(seed=0)
+    obs, _, _, _, info = env.step(IMAGE)
+    assert len(obs["images"]) == 3 and obs in env.observation_space
+    assert info["search"]["items"] == 2 and len(info["search_results"][0]["items"]) == 2
+    obs, _, _, _, info = env.step(TEXT)
+    assert info["search"]["items"] == 2 and obs in env.observation_space
+
+
+def _open_cache_files() -> int:
+    from pathlib import Path
+    fds = Path("/proc/self/fd")
+    if not fds.is_dir():
+        pytest.skip("needs /proc to count open files")
+    count = 0
+    for fd in fds.iterdir():
+        try:
+            count += "cache.db" in str(fd.readlink())
+        except OSError:
+            pass
+    return count
+
+
+def test_close_closes_the_cache_the_env_opened():
+    """Regression: the SQLite cache opened for search='replay' stayed open after env.close()."""
+    before = _open_cache_files()
+    env = gym.make("ImageSearchVQA-v0")
+    env.reset(seed=0, options={"index": 0})
+    env.step("<reason>r</reason><search><img></search>")
+    assert _open_cache_files() > before
+    env.close()
+    assert _open_cache_files() == before
+    env.close()  # closing twice is fine
+
+
+def test_close_leaves_a_passed_backend_open(tiny_world):
+    samples, backend = tiny_world
+    closed = []
+    backend.close = lambda: closed.append(True)
+    env = gym.make("ImageSearchVQA-v0", dataset=samples, search=backend)
+    env.close()
+    assert closed == []
+
+
+def test_info_carries_the_question_and_structured_results(tiny_world):
+    env = make(tiny_world)
+    _, info = env.reset(seed=0, options={"sample_id": "rbs-year"})
+    assert info["question"].startswith("In which year") and info["search_results"] == []
+    env.step(IMAGE)
+    _, _, _, _, info = env.step(TEXT)
+    image, text = info["search_results"]
+    assert image["kind"] == "image" and image["items"][0]["title"] == "Red Banner Society - Encyclopedia"
+    assert text == {"kind": "text", "query": "Red Banner Society founded", "error": None,
+                    "items": [{"title": "History", "url": "https://example.org/h",
+                               "snippet": "The Red Banner Society was founded in 1887."}]}
