@@ -322,3 +322,28 @@ def test_wire_codec_round_trips_info_values() -> None:
     assert back["a"] == (1, 2.5, None, "x") and back["b"][1]["c"] == 3
     assert isinstance(back["b"][1]["c"], np.int64) and np.isnan(back["nan"])
     assert back["img"].tobytes() == value["img"].tobytes()
+
+
+def test_container_app_reads_its_settings_from_the_environment() -> None:
+    from mmsearch_gym.integrations.openenv.app import settings_from_environment
+
+    kwargs, sessions, idle = settings_from_environment({"MMSEARCH_GYM_ENV": '{"max_turns": 4}',
+                                                        "MMSEARCH_GYM_MAX_SESSIONS": "3"})
+    assert kwargs == {"dataset": "synth-mini", "search": "replay", "max_turns": 4}
+    assert (sessions, idle) == (3, 300.0)
+    with pytest.raises(ValueError, match="MMSEARCH_GYM_ENV"):
+        settings_from_environment({"MMSEARCH_GYM_ENV": "[1]"})
+
+
+def test_deploy_files_point_at_an_importable_app() -> None:
+    import importlib
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1] / "deploy" / "openenv"
+    spec = yaml.safe_load((root / "openenv.yaml").read_text())
+    module_name, _, attribute = spec["app"].partition(":")
+    assert hasattr(importlib.import_module(module_name), attribute)
+    dockerfile = (root / "Dockerfile").read_text()
+    assert spec["app"] in dockerfile and '".[serve]"' in dockerfile
