@@ -4,64 +4,36 @@ vLLM's and SGLang's servers, `transformers serve`, hosted APIs: one agent covers
 details:
 - Images travel as base64 PNG `data:` URLs (`messages.to_openai_messages`): lossless and needing no
   file server, so the model sees exactly the env's pixels.
-- Transient failures (429, 408, 5xx, connection errors, timeouts) are retried with exponential
-  backoff (tenacity), honouring `Retry-After`; anything else, or retries running out, raises
-  `AgentError` naming the URL, status and the start of the reply, so the evaluator can record
-  the failure for that episode and go on with the others.
+- Requests go through `mmsearch_gym.net.chat.ChatClient`, the client the judge and the summarizer
+  share: transient failures (408, 409, 425, 429, 5xx, connection errors, timeouts) are retried with
+  exponential backoff, waiting at least a server's `Retry-After`; anything else, or retries running
+  out, raises `AgentError` naming the public URL, the status and the start of the reply, so the
+  evaluator can record the failure for that episode and go on with the others.
 - `act_batch` sends up to `concurrency` requests at once from a thread pool (servers batch
   concurrent requests themselves); a failure of some episodes raises `AgentBatchError`, which
   carries the other episodes' actions.
 - The API key is read from an environment variable (or given), sent only in the Authorization
-  header, and never appears in `card()`, `repr()` or error messages.
+  header, and never appears in `card()`, `repr()` or error messages (`net.secrets.redact`, as for
+  every other HTTP client of the package; `user:key@` in `base_url` is redacted too).
 - Servers drop the matched stop string from the reply; `stopping.restore_stop` puts it back so the
   env sees the whole action tag.
 """
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Mapping, Sequence
-from urllib.parse import urlsplit, urlunsplit
-
-import httpx
-import tenacity
 
 from mmsearch_gym.agents.base import AgentBatchError, AgentError, AgentBase, Observation
 from mmsearch_gym.agents.messages import IMAGE_FORMATS, to_openai_messages
 from mmsearch_gym.agents.stopping import ACTION_STOP_STRINGS, check_stop_strings, restore_stop, truncate_at_stop
-from mmsearch_gym.search.http import retry_after_seconds
+from mmsearch_gym.checks import require_bool, require_int, require_number
+from mmsearch_gym.net.chat import ChatClient, message_text
+from mmsearch_gym.net.fetch import check_http_url
+from mmsearch_gym.net.retry import HttpError, RetryPolicy
+from mmsearch_gym.net.secrets import public_url, redact
 
-RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
-"""HTTP statuses worth retrying: rate limits, timeouts and server-side failures."""
 _BODY_EXCERPT = 500
-
-
-class _Retryable(Exception):
-    """A reply whose status says "try again later"."""
-
-    def __init__(self, status: int, body: str, retry_after: float | None) -> None:
-        super().__init__(f"HTTP {status}: {body}")
-        self.status, self.body, self.retry_after = status, body, retry_after
-
-
-def _public_url(url: str) -> str:
-    """`url` without user info, query or fragment (which may hold credentials), for cards and errors."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
-def _number(name: str, value: Any, low: float, integer: bool = False, allow_none: bool = False,
-            strict: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or value < low or (strict and value == low):
-        relation = ">" if strict else ">="
-        raise ValueError(f"{name} must be {'an integer' if integer else 'a number'} {relation} {low}, got {value!r}")
 
 
 class OpenAICompatibleAgent(AgentBase):
@@ -80,7 +52,7 @@ class OpenAICompatibleAgent(AgentBase):
         send_stop: False keeps `stop` out of the request (the reply is still cut locally), for
             servers that mishandle it: `transformers serve` 5.23 answers HTTP 500 to a VLM request
             carrying `stop` (it hands the processor to `StopStringCriteria` as the tokenizer).
-        timeout: seconds per request (connect, read, write, pool each).
+        timeout: seconds for connecting, for each read, and for the whole reply (per attempt).
         max_retries: retries after the first attempt for 429/408/5xx, connection errors and timeouts.
         backoff_initial, backoff_max: exponential backoff (seconds) between attempts; a server's
             Retry-After is honoured up to `backoff_max`.
@@ -112,62 +84,50 @@ class OpenAICompatibleAgent(AgentBase):
         extra_body: Mapping[str, Any] | None = None,
         name: str | None = None,
     ) -> None:
-        if not isinstance(base_url, str) or urlsplit(base_url).scheme not in ("http", "https") \
-                or not urlsplit(base_url).hostname:
-            raise ValueError(f"base_url must be an http(s) URL such as 'http://127.0.0.1:8000/v1', "
-                             f"got {base_url if not isinstance(base_url, str) else _public_url(base_url)!r}")
         if not isinstance(model, str) or not model:
             raise ValueError(f"model must be a non-empty string, got {model!r}")
         if not isinstance(api_key_env, str) or not api_key_env:
             raise ValueError(f"api_key_env must be an environment variable name, got {api_key_env!r}")
         if api_key is not None and not isinstance(api_key, str):
             raise ValueError(f"api_key must be a string or None, got a {type(api_key).__name__}")
-        _number("temperature", temperature, 0.0)
-        _number("max_tokens", max_tokens, 1, integer=True)
-        _number("seed", seed, 0, integer=True, allow_none=True)
-        _number("timeout", timeout, 0.0, strict=True)
-        _number("max_retries", max_retries, 0, integer=True)
-        _number("backoff_initial", backoff_initial, 0.0)
-        _number("backoff_max", backoff_max, 0.0)
-        _number("concurrency", concurrency, 1, integer=True)
-        if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float))
-                                  or not 0.0 < top_p <= 1.0):
-            raise ValueError(f"top_p must be None or a number in (0, 1], got {top_p!r}")
+        self.temperature = require_number("temperature", temperature, low=0.0)
+        self.max_tokens = require_int("max_tokens", max_tokens, low=1)
+        self.seed = None if seed is None else require_int("seed", seed, low=0)
+        self.timeout = require_number("timeout", timeout, low=0.0, low_inclusive=False)
+        self.max_retries = require_int("max_retries", max_retries, low=0)
+        self.backoff_initial = require_number("backoff_initial", backoff_initial, low=0.0)
+        self.backoff_max = require_number("backoff_max", backoff_max, low=0.0)
+        self.concurrency = require_int("concurrency", concurrency, low=1)
+        self.top_p = None if top_p is None else require_number("top_p", top_p, low=0.0, high=1.0,
+                                                                low_inclusive=False)
         if not isinstance(image_format, str) or image_format.upper() not in IMAGE_FORMATS:
             raise ValueError(f"image_format must be one of {sorted(IMAGE_FORMATS)}, got {image_format!r}")
         if extra_body is not None and not isinstance(extra_body, Mapping):
             raise ValueError(f"extra_body must be a mapping of JSON fields, got {type(extra_body).__name__}")
-
-        self.base_url = base_url.rstrip("/")
-        self.endpoint = f"{self.base_url}/chat/completions"
+        self.send_stop = require_bool("send_stop", send_stop)
+        self.stop = check_stop_strings(stop)
+        try:
+            check_http_url(base_url, "base_url")
+        except ValueError:
+            raise ValueError(f"base_url must be an http(s) URL such as 'http://127.0.0.1:8000/v1', got "
+                             f"{public_url(base_url) if isinstance(base_url, str) else base_url!r}") from None
+        self._chat = ChatClient(  # api_key="" means: send no key (and do not read the environment)
+            base_url, api_key=api_key or None, api_key_env=None if api_key == "" else api_key_env,
+            timeout=self.timeout, concurrency=self.concurrency,
+            retry=RetryPolicy(max_attempts=self.max_retries + 1, initial_wait_s=self.backoff_initial,
+                              max_wait_s=self.backoff_max, jitter_s=0.0))
+        self.base_url = public_url(base_url.rstrip("/"))
+        """The API root as shown in cards and errors (no user info, query or fragment)."""
+        self.endpoint = self._chat.endpoint
         self.model = model
         self.api_key_env = api_key_env
-        self._api_key = api_key if api_key is not None else os.environ.get(api_key_env) or None
-        self.temperature = float(temperature)
-        self.top_p = None if top_p is None else float(top_p)
-        self.max_tokens = max_tokens
-        self.seed = seed
-        self.stop = check_stop_strings(stop)
-        if not isinstance(send_stop, bool):
-            raise ValueError(f"send_stop must be True or False, got {send_stop!r}")
-        self.send_stop = send_stop
-        self.timeout = float(timeout)
-        self.max_retries = max_retries
-        self.backoff_initial = float(backoff_initial)
-        self.backoff_max = float(backoff_max)
-        self.concurrency = concurrency
         self.image_format = image_format.upper()
         self.extra_body = dict(extra_body or {})
         if name is not None:
             self.name = name
-        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
-        self._client = httpx.Client(
-            headers=headers, timeout=httpx.Timeout(self.timeout),
-            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
-        )
 
     def __repr__(self) -> str:
-        return f"OpenAICompatibleAgent(base_url={_public_url(self.base_url)!r}, model={self.model!r})"
+        return f"OpenAICompatibleAgent(base_url={self.base_url!r}, model={self.model!r})"
 
     # ----------------------------------------------------------------------------------- requests
 
@@ -188,68 +148,25 @@ class OpenAICompatibleAgent(AgentBase):
         body.update(self.extra_body)
         return body
 
-    def _redact(self, text: str) -> str:
-        return text.replace(self._api_key, "***") if self._api_key else text
-
-    def _wait(self, state: tenacity.RetryCallState) -> float:
-        backoff = min(self.backoff_max, self.backoff_initial * 2 ** (state.attempt_number - 1))
-        error = state.outcome.exception() if state.outcome is not None else None
-        if isinstance(error, _Retryable) and error.retry_after is not None:
-            return min(self.backoff_max, max(backoff, error.retry_after))
-        return backoff
-
-    def _post_once(self, body: Mapping[str, Any]) -> httpx.Response:
-        response = self._client.post(self.endpoint, json=body)
-        if response.status_code in RETRY_STATUS:
-            raise _Retryable(response.status_code, response.text[:_BODY_EXCERPT],
-                             retry_after_seconds(response.headers.get("retry-after")))
-        return response
-
     def _post(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        url = _public_url(self.endpoint)
-        attempts = self.max_retries + 1
-        retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(attempts), wait=self._wait, reraise=True,
-            retry=tenacity.retry_if_exception_type((_Retryable, httpx.TransportError)),
-        )
         try:
-            response = retrying(self._post_once, body)
-        except _Retryable as error:
-            raise AgentError(self._redact(f"POST {url} failed after {attempts} attempt(s): HTTP {error.status}: "
-                                          f"{error.body}")) from None
-        except httpx.TimeoutException as error:
-            raise AgentError(self._redact(f"POST {url} timed out after {attempts} attempt(s) "
-                                          f"(timeout {self.timeout:g} s): {type(error).__name__}")) from None
-        except httpx.HTTPError as error:
-            raise AgentError(self._redact(f"POST {url} failed after {attempts} attempt(s): "
-                                          f"{type(error).__name__}: {error}")) from None
-        if response.status_code != 200:
-            raise AgentError(self._redact(f"POST {url} returned HTTP {response.status_code} (not retried): "
-                                          f"{response.text[:_BODY_EXCERPT]}"))
-        try:
-            payload = response.json()
-        except ValueError:
-            raise AgentError(self._redact(f"POST {url} returned a body that is not JSON: "
-                                          f"{response.text[:_BODY_EXCERPT]!r}")) from None
-        if not isinstance(payload, dict):
-            raise AgentError(f"POST {url} returned JSON that is not an object: {str(payload)[:_BODY_EXCERPT]}")
-        return payload
+            return self._chat.complete(body)
+        except HttpError as error:
+            raise AgentError(str(error)) from None
 
     def _text(self, payload: Mapping[str, Any]) -> str:
         """The assistant text of a reply, with the stripped stop string restored."""
-        url = _public_url(self.endpoint)
+        url = self.endpoint
         choices = payload.get("choices")
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-            raise AgentError(self._redact(f"reply from {url} has no choices: {str(payload)[:_BODY_EXCERPT]}"))
+            raise AgentError(redact(f"reply from {url} has no choices: {str(payload)[:_BODY_EXCERPT]}"))
         choice = choices[0]
         raw_message = choice.get("message")
         message: dict[str, Any] = raw_message if isinstance(raw_message, dict) else {}
-        content = message.get("content")
-        if isinstance(content, list):  # some servers return content parts
-            content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
-        if not isinstance(content, str):
-            raise AgentError(self._redact(f"reply from {url} has no text content (finish_reason="
-                                          f"{choice.get('finish_reason')!r}): {str(choice)[:_BODY_EXCERPT]}"))
+        content = message_text(message.get("content"))  # some servers return content parts
+        if content is None:
+            raise AgentError(redact(f"reply from {url} has no text content (finish_reason="
+                                    f"{choice.get('finish_reason')!r}): {str(choice)[:_BODY_EXCERPT]}"))
         if not self.stop:
             return content
         if choice.get("finish_reason") == "stop" and self.send_stop:
@@ -285,7 +202,7 @@ class OpenAICompatibleAgent(AgentBase):
     # ------------------------------------------------------------------------------------ lifecycle
 
     def close(self) -> None:
-        self._client.close()
+        self._chat.close()
 
     def __enter__(self) -> OpenAICompatibleAgent:
         return self
@@ -297,7 +214,7 @@ class OpenAICompatibleAgent(AgentBase):
         return {
             **super().card(),
             "backend": "openai-compatible",
-            "base_url": _public_url(self.base_url),
+            "base_url": self.base_url,
             "model": self.model,
             "api_key_env": self.api_key_env,
             "generation": {"temperature": self.temperature, "top_p": self.top_p, "max_tokens": self.max_tokens,
