@@ -213,3 +213,16 @@ def test_common_module_still_exports_the_helpers() -> None:
     assert RowContext(Path("f.jsonl"), 3).at("image") == "f.jsonl: row 3, column 'image'"
     with pytest.raises(ValueError, match="limit must be an int >= 0, got -1"):
         collect([], "x", limit=-1)
+
+
+def test_data_convert_reports_a_damaged_image_in_one_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mmsearch_gym.cli import app
+
+    path = write_verl(tmp_path / "fvqa_test.parquet", [verl_row(1, png(), "q1?", "a", []),
+                                                       verl_row(2, truncated(), "q2?", "b", [])])
+    result = CliRunner().invoke(app, ["data", "convert", f"fvqa:{path}", str(tmp_path / "out")], terminal_width=400)
+    assert result.exit_code == 2 and not isinstance(result.exception, ImageError)
+    assert "sample '2'" in result.output and "row 1, column 'images[0]'" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "out" / "suite.json").exists()
