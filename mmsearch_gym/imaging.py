@@ -175,3 +175,68 @@ def _pil_to_rgb(image: Image.Image, what: str) -> np.ndarray:
     if image.mode in ("I", "F"):
         return array_to_rgb(np.asarray(image), what)
     return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+# ------------------------------------------------------------------------------------ colour names
+# Named colours live here, below `data` and `agents`, so the synthetic suites can paint with them and a
+# pixel-reading baseline can name them without either importing the other.
+
+
+class NamedColour:
+    """A colour name, its exact RGB value and the other spellings an answer may use."""
+
+    __slots__ = ("name", "rgb", "aliases")
+
+    def __init__(self, name: str, rgb: tuple[int, int, int], aliases: tuple[str, ...] = ()) -> None:
+        self.name, self.rgb, self.aliases = name, rgb, aliases
+
+    @property
+    def luminance(self) -> float:
+        """ITU-R 601 luma, the weighting PIL's "L" conversion (and so phash) uses."""
+        r, g, b = self.rgb
+        return 0.299 * r + 0.587 * g + 0.114 * b
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, NamedColour) and (self.name, self.rgb, self.aliases) == (
+            other.name, other.rgb, other.aliases)
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.rgb, self.aliases))
+
+    def __repr__(self) -> str:
+        return f"NamedColour({self.name!r}, {self.rgb}, {self.aliases})"
+
+
+PALETTE: tuple[NamedColour, ...] = (
+    NamedColour("red", (205, 30, 40), ("scarlet",)),
+    NamedColour("orange", (245, 135, 20)),
+    NamedColour("yellow", (250, 215, 40)),
+    NamedColour("green", (40, 155, 60)),
+    NamedColour("teal", (20, 128, 128), ("blue-green",)),
+    NamedColour("blue", (45, 95, 215)),
+    NamedColour("navy", (18, 28, 95), ("navy blue", "dark blue")),
+    NamedColour("purple", (125, 50, 165), ("violet",)),
+    NamedColour("pink", (245, 140, 185)),
+    NamedColour("brown", (115, 68, 28)),
+    NamedColour("black", (15, 15, 15)),
+    NamedColour("white", (248, 248, 248)),
+    NamedColour("grey", (135, 135, 135), ("gray",)),
+)
+"""Colours far apart in RGB and mostly in luminance too (perceptual hashes see grey levels)."""
+
+NAMED_COLOURS: dict[str, tuple[int, int, int]] = {colour.name: colour.rgb for colour in PALETTE}
+
+
+def dominant_colour_name(pixels: np.ndarray, palette: dict[str, tuple[int, int, int]] | None = None) -> str:
+    """The palette name that the most pixels are closest to (RGB distance; a 4096-pixel subsample).
+
+    >>> dominant_colour_name(np.full((8, 8, 3), (40, 90, 210), np.uint8))
+    'blue'
+    """
+    palette = NAMED_COLOURS if palette is None else palette
+    names = list(palette)
+    colours = np.array([palette[name] for name in names], dtype=np.int32)
+    flat = pixels.reshape(-1, 3).astype(np.int32)[:: max(1, pixels.shape[0] * pixels.shape[1] // 4096)]
+    nearest = np.argmin(((flat[:, None, :] - colours[None, :, :]) ** 2).sum(axis=2), axis=1)
+    counts = np.bincount(nearest, minlength=len(names))
+    return names[int(np.argmax(counts))]

@@ -18,24 +18,19 @@ from mmsearch_gym.agents.turns import (
     assistant_turns,
     image_search_turn,
     last_user_text,
-    message_text,
     text_search_turn,
 )
 from mmsearch_gym.data.sample import VQASample
-from mmsearch_gym.data.synth.palette import PALETTE
+from mmsearch_gym.envs.types import ResultItem, SearchOutcome
+from mmsearch_gym.imaging import NAMED_COLOURS, dominant_colour_name
 
-# The synthetic suites' named palette: the colours a pixel-reading baseline can name.
-NAMED_COLORS: dict[str, tuple[int, int, int]] = {colour.name: colour.rgb for colour in PALETTE}
+# The named colours a pixel-reading baseline can name (the synthetic suites paint with them).
+NAMED_COLORS: dict[str, tuple[int, int, int]] = dict(NAMED_COLOURS)
 
 
 def dominant_color_name(pixels: np.ndarray, palette: Mapping[str, tuple[int, int, int]] = NAMED_COLORS) -> str:
-    """The palette name that the most pixels are closest to."""
-    names = list(palette)
-    colors = np.array([palette[name] for name in names], dtype=np.int32)
-    flat = pixels.reshape(-1, 3).astype(np.int32)[:: max(1, pixels.shape[0] * pixels.shape[1] // 4096)]
-    nearest = np.argmin(((flat[:, None, :] - colors[None, :, :]) ** 2).sum(axis=2), axis=1)
-    counts = np.bincount(nearest, minlength=len(names))
-    return names[int(np.argmax(counts))]
+    """The palette name that the most pixels are closest to (`imaging.dominant_colour_name`)."""
+    return dominant_colour_name(pixels, dict(palette))
 
 
 class NoSearchAgent(AgentBase):
@@ -49,7 +44,8 @@ class NoSearchAgent(AgentBase):
         self.fallback = fallback
 
     def act(self, obs: Observation) -> str:
-        question = last_user_text(obs).lower()
+        # the sample's question from `info` (structured); the prompt text only outside the env's loop
+        question = str(self.info.get("question") or last_user_text(obs)).lower()
         if "colour" in question or "color" in question:
             return answer_turn("The colour covering most of the image answers this.",
                                dominant_color_name(obs["images"][0], self.palette))
@@ -59,9 +55,6 @@ class NoSearchAgent(AgentBase):
         return {**super().card(), "palette": sorted(self.palette), "fallback": self.fallback}
 
 
-_TITLE_LINE = re.compile(r"^title: (.*)$", re.M)
-_TEXT_RESULT = re.compile(r"^\d+\. \((?:[^)\n]*)\) (.*)$", re.M)
-_QUESTION_LINE = re.compile(r"^Original user's question: (.*)$", re.M)
 _YEAR = re.compile(r"\b(1[0-9]{3}|20[0-9]{2})\b")
 _CAPITALISED = re.compile(r"\b([A-Z][a-z]+(?: [A-Z][a-z]+)*)")
 _TITLE_SEPARATORS = re.compile(r"\s+[-|:–—]\s+")
@@ -118,9 +111,20 @@ def extract_answer(question: str, passages: Sequence[str], entity: str) -> str:
     return names[-1] if names else (entity or "unknown")
 
 
+def _result_items(outcomes: Sequence[SearchOutcome], kind: str) -> list[ResultItem]:
+    """Every result item of the searches of `kind` so far, in order."""
+    return [item for outcome in outcomes if outcome["kind"] == kind for item in outcome["items"]]
+
+
 class RAGWorkflowAgent(AgentBase):
     """MMSearch-R1's "RAG workflow" baseline: always an image search, then a text search built from
-    the top visual match and the question, then an extractive answer from the summaries."""
+    the top visual match and the question, then an extractive answer from the summaries.
+
+    It reads the question and the results from the env's structured `info` (`question`,
+    `search_results`: see `mmsearch_gym.envs.types.StepInfo`), never from the prompt text, so any
+    `PromptSet` works. It needs the latest step info in `self.info`, which `act_batch` (and so the
+    evaluator) provides; a hand-written loop sets `agent.info = info` after each step.
+    """
 
     name = "rag"
 
@@ -128,14 +132,16 @@ class RAGWorkflowAgent(AgentBase):
         turn = assistant_turns(obs)
         if turn == 0:
             return image_search_turn("Identify what the image shows.")
-        results = last_user_text(obs)
-        question_match = _QUESTION_LINE.search(results)
-        question = question_match.group(1) if question_match else ""
-        entity = entity_from_titles(_TITLE_LINE.findall(message_text(obs["messages"][2])))
+        if "question" not in self.info or "search_results" not in self.info:
+            raise ValueError("RAGWorkflowAgent needs the env's latest step info (keys 'question' and "
+                             "'search_results'): use act_batch, or set agent.info = info after each step")
+        question = str(self.info["question"])
+        outcomes: Sequence[SearchOutcome] = self.info["search_results"]
+        entity = entity_from_titles([item["title"] for item in _result_items(outcomes, "image")])
         if turn == 1:
             query = " ".join(part for part in (entity, question) if part) or "image"
             return text_search_turn("Look up the question about the matched entity.", query)
-        passages = _TEXT_RESULT.findall(results)
+        passages = [item["snippet"] for item in _result_items(outcomes, "text")]
         return answer_turn("Answer extracted from the search results.", extract_answer(question, passages, entity))
 
 

@@ -7,37 +7,9 @@ has one answer a pixel count can check. Colours are far apart in RGB and mostly 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from mmsearch_gym.imaging import PALETTE, NamedColour  # the named colours live in the ground layer
 
-
-@dataclass(frozen=True)
-class NamedColour:
-    name: str
-    rgb: tuple[int, int, int]
-    aliases: tuple[str, ...] = ()
-
-    @property
-    def luminance(self) -> float:
-        """ITU-R 601 luma, the weighting PIL's "L" conversion (and so phash) uses."""
-        r, g, b = self.rgb
-        return 0.299 * r + 0.587 * g + 0.114 * b
-
-
-PALETTE: tuple[NamedColour, ...] = (
-    NamedColour("red", (205, 30, 40), ("scarlet",)),
-    NamedColour("orange", (245, 135, 20)),
-    NamedColour("yellow", (250, 215, 40)),
-    NamedColour("green", (40, 155, 60)),
-    NamedColour("teal", (20, 128, 128), ("blue-green",)),
-    NamedColour("blue", (45, 95, 215)),
-    NamedColour("navy", (18, 28, 95), ("navy blue", "dark blue")),
-    NamedColour("purple", (125, 50, 165), ("violet",)),
-    NamedColour("pink", (245, 140, 185)),
-    NamedColour("brown", (115, 68, 28)),
-    NamedColour("black", (15, 15, 15)),
-    NamedColour("white", (248, 248, 248)),
-    NamedColour("grey", (135, 135, 135), ("gray",)),
-)
+__all__ = ["COLOURS", "PALETTE", "NamedColour", "colour"]
 
 COLOURS: dict[str, NamedColour] = {colour.name: colour for colour in PALETTE}
 
