@@ -103,6 +103,17 @@ def parse_env_settings(pairs: Sequence[str]) -> dict[str, Any]:
     return settings
 
 
+def _with_text_corpus(image_backend: Any, corpus: Path, index_dir: Optional[Path]) -> Any:
+    """Image search from `image_backend` (e.g. strict replay of a bundle), text search live from a local
+    BM25 index over a wiki-18 passage file (built on first use)."""
+    from mmsearch_gym.search import CombinedSearch
+    from mmsearch_gym.search.wiki import WikiTextSearch, default_index_root
+
+    where = index_dir or default_index_root(corpus)
+    console.print(f"text search: BM25 over {corpus} (index in {where}; built on first use, which streams the file once)")
+    return CombinedSearch(image_backend, WikiTextSearch(corpus, index_dir=index_dir))
+
+
 def run_eval(
     suite: str = typer.Option("synth-mini", help="Suite name, suite directory, or LOADER:PATH (e.g. fvqa:test.parquet)."),
     agents: str = typer.Option("no-search,rag,oracle", help="Comma-separated baseline agents: no-search, rag, oracle."),
@@ -115,6 +126,8 @@ def run_eval(
     search: str = typer.Option("replay", help="replay (strict), replay_or_empty, or local (live retrieval over --corpus)."),
     cache: Optional[Path] = typer.Option(None, help="Search cache directory or bundle (default: the suite's bundled cache)."),
     corpus: Optional[Path] = typer.Option(None, help="Corpus directory for --search local."),
+    text_corpus: Optional[Path] = typer.Option(None, help="wiki-18-format JSONL passages: text search from a local BM25 index over them, image search as --search/--cache say (e.g. an imported MMSearch-R1 bundle)."),
+    text_index: Optional[Path] = typer.Option(None, help="Where the --text-corpus index is kept (default: <corpus>.index/ beside it; built on first use)."),
     out: Path = typer.Option(Path("runs/eval"), help="Run directory: one sub-directory per agent."),
     limit: Optional[int] = typer.Option(None, min=1, help="Evaluate only the first N samples."),
     seed: int = typer.Option(0, help="Episode i is reset with seed + i."),
@@ -147,6 +160,8 @@ def run_eval(
         else:
             backend = resolve_search(search, cache_path)
             bundle_hash = _bundle_hash(cache_path)
+        if text_corpus is not None:
+            backend = _with_text_corpus(backend, text_corpus, text_index)
     except ValueError as error:
         _fail(str(error))
     if agent is not None and agent not in MODEL_AGENTS:

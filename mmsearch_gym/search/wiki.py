@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import warnings
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from mmsearch_gym.checks import require_bool, require_int, require_number
+from mmsearch_gym.search.bm25 import bm25_idf, load_bm25, rank_bm25
 from mmsearch_gym.search.corpus import file_sha256, stat_fingerprint
 from mmsearch_gym.search.summarize import TEXT_VERSION, extractive_summary, tokenize
 from mmsearch_gym.search.types import QueryImage, SearchItem, SearchResults
@@ -47,6 +47,16 @@ except ImportError as _error:  # pragma: no cover - exercised only without the e
 DEFAULT_K1 = 0.9
 DEFAULT_B = 0.4
 LINK_SCHEME = "wiki18://"
+
+
+class _FileOrder:
+    """Tie ranks for `rank_bm25` without an N-element array: a passage's rank is its position in the file."""
+
+    def __getitem__(self, passages: np.ndarray) -> np.ndarray:
+        return passages
+
+
+_FILE_ORDER: Any = _FileOrder()
 
 
 def default_index_root(corpus: Path) -> Path:
@@ -105,10 +115,7 @@ class WikiTextSearch:
                                         build=self._build, chunk_lines=chunk_lines)
         self._manifest = manifest
         self._stat = (manifest["corpus"]["size"], manifest["corpus"]["mtime_ns"])
-        self._bm25 = bm25s.BM25.load(str(self.index_path / "bm25"), mmap=True, load_corpus=False,
-                                     show_progress=False)
-        for key in ("data", "indices", "indptr"):  # plain ndarray views of the maps (np.memmap slices slowly)
-            self._bm25.scores[key] = np.asarray(self._bm25.scores[key])
+        self._bm25 = load_bm25(self.index_path / "bm25")
         self._spans = np.asarray(np.load(self.index_path / "spans.npy", mmap_mode="r", allow_pickle=False))
         if self._bm25.scores["num_docs"] != manifest["num_docs"] or self._spans.shape != (manifest["num_docs"], 2):
             raise WikiCorpusError(f"wiki index {str(self.index_path)!r} is inconsistent; rebuild it (rebuild=True)")
@@ -176,7 +183,7 @@ class WikiTextSearch:
             token_ids = [vocab[term] for term in terms if term in vocab]
             if not token_ids or top_k <= 0:
                 return SearchResults("text")
-            weights = self._idf(terms)
+            weights = bm25_idf(self._bm25, terms)
             items = []
             for passage_id, contents in self._read(self.rank(token_ids, int(top_k))):
                 title, text = split_contents(contents)
@@ -187,22 +194,8 @@ class WikiTextSearch:
             return SearchResults.failed("text", f"wiki text search failed: {error}")
 
     def rank(self, token_ids: list[int], top_k: int) -> list[int]:
-        """Passages with a positive score, best first, ties by file order; at most top_k of them.
-
-        Scores are summed here in query-term order (each column holds a passage once, so a plain
-        fancy-index add is exact) rather than by bm25s.retrieve, whose top-k leaves ties unordered."""
-        scores_map = self._bm25.scores
-        data, indices, indptr = scores_map["data"], scores_map["indices"], scores_map["indptr"]
-        scores = np.zeros(scores_map["num_docs"], dtype=np.float32)
-        for token_id in token_ids:
-            start, end = int(indptr[token_id]), int(indptr[token_id + 1])
-            scores[indices[start:end]] += data[start:end]
-        candidates = np.flatnonzero(scores > 0)
-        if top_k < candidates.size:
-            kth = -np.partition(-scores[candidates], top_k - 1)[top_k - 1]
-            candidates = candidates[scores[candidates] >= kth]
-        order = np.argsort(-scores[candidates], kind="stable")[:top_k]
-        return [int(passage) for passage in candidates[order]]
+        """Passages with a positive score, best first, ties by file order; at most top_k of them."""
+        return rank_bm25(self._bm25, token_ids, top_k, _FILE_ORDER)
 
     def _read(self, passages: list[int]) -> list[tuple[str, str]]:
         out = []
@@ -212,17 +205,6 @@ class WikiTextSearch:
                 handle.seek(start)
                 out.append(parse_line(handle.read(end - start), self._corpus, -1))
         return out
-
-    def _idf(self, terms: list[str]) -> dict[str, float]:
-        """Lucene idf of each query term (the weights of the summary's sentence scores)."""
-        indptr, n_docs = self._bm25.scores["indptr"], self._bm25.scores["num_docs"]
-        weights = {}
-        for term in set(terms):
-            token_id = self._bm25.vocab_dict.get(term)
-            if token_id is not None:
-                df = int(indptr[token_id + 1]) - int(indptr[token_id])
-                weights[term] = math.log(1.0 + (n_docs - df + 0.5) / (df + 0.5))
-        return weights
 
 
 __all__ = ["DEFAULT_B", "DEFAULT_K1", "WikiCorpusError", "WikiTextSearch", "default_index_root", "split_contents"]
