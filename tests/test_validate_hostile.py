@@ -204,3 +204,27 @@ def _with_gap(honest: bytes) -> bytes:
     with zipfile.ZipFile(__import__("io").BytesIO(bytes(patched))) as archive:
         assert archive.testzip() is None  # zipfile itself reads it happily
     return bytes(patched)
+
+
+# -- the pinned cache's extracted copy --------------------------------------------------------------------
+
+def test_an_edited_extracted_bundle_copy_is_refused(tmp_path, monkeypatch):
+    from mmsearch_gym.cache.opening import extracted_copy_dir
+    from mmsearch_gym.cache.store import SearchCache
+
+    monkeypatch.setenv("MMSEARCH_GYM_HOME", str(tmp_path / "home"))
+    suite, bundle, spec = _pinned_files(tmp_path)
+    evaluate(ScriptedAgent(SCRIPT), spec, tmp_path / "run")
+    package = pack_submission(tmp_path / "run", tmp_path / "honest.zip", CARD)
+    assert validate_submission(package, PinnedSuite.from_files(suite, bundle)).accepted
+    spec.search.close()
+
+    copy = extracted_copy_dir(bundle)
+    with SearchCache(copy) as cache:  # a user (or an attacker) edits the copy the replays read
+        edited = [key for key in cache.keys() if b"1887" in (cache.read_payload(key) or b"")]
+        assert edited
+        cache.write_payload(edited[0], cache.read_payload(edited[0]).replace(b"1887", b"1888"))
+    with pytest.raises(ValueError, match="changed after extraction"):
+        PinnedSuite.from_files(suite, bundle)
+    result = CliRunner().invoke(_cli(), ["validate", str(package), "--suite", str(suite), "--cache", str(bundle)])
+    assert result.exit_code == 2 and "changed after extraction" in result.output

@@ -64,7 +64,7 @@ def agent_card_problems(card: Any) -> list[str]:
                             f"got {card[key]!r}")
     if "size" in card and not _valid_size(card["size"]):
         problems.append(f"agent card field 'size' must be a label like '7B' or a positive parameter count "
-                        f"(at most {MAX_PARAMETERS}), got {_shown(card['size'])}")
+                        f"(at most {MAX_PARAMETERS:,}), got {_shown(card['size'])}")
     if "search_budget" in card and not _valid_budget(card["search_budget"]):
         problems.append(f"agent card field 'search_budget' must be an integer >= 0 (searches per episode), "
                         f"got {_shown(card['search_budget'])}")

@@ -63,7 +63,9 @@ class PinnedSuite:
         """A suite (registered name or suite directory) with a strict replay of a cache bundle file.
 
         The pins default to the hashes of the given files; explicit pins must equal them, so a
-        leaderboard never validates against files other than the ones it announced."""
+        leaderboard never validates against files other than the ones it announced. The bundle's
+        extracted copy (in the user cache directory) is checked against the bundle's hash, so an edited
+        copy is refused instead of silently changing what every submission is re-played against."""
         from mmsearch_gym.cache.backend import CachedSearchBackend
         from mmsearch_gym.cache.bundle import verify_bundle
 
@@ -79,8 +81,9 @@ class PinnedSuite:
         if suite_hash is not None and suite_hash != computed:
             raise ValueError(f"suite {str(suite)!r} hashes to {computed}, but {suite_hash} is pinned")
         name = Path(suite).name if Path(suite).is_dir() else str(suite)
-        spec = RunSpec(samples=samples, search=CachedSearchBackend.replay(bundle, mode="replay"), seed=seed,
-                       suite_name=name, suite_hash=computed, cache_bundle_hash=bundle_hash)
+        search = CachedSearchBackend.replay(bundle, mode="replay", verify=True)
+        spec = RunSpec(samples=samples, search=search, seed=seed, suite_name=name, suite_hash=computed,
+                       cache_bundle_hash=bundle_hash)
         return cls(spec=spec, suite_hash=computed, cache_bundle_hash=bundle_hash, env_kwargs=dict(env_kwargs or {}))
 
     @property
