@@ -182,3 +182,10 @@ def test_pixel_limit_is_a_documented_module_constant(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(imaging, "MAX_IMAGE_PIXELS", 99)
     with pytest.raises(ImageError, match=r"10x10 = 100 pixels, over the limit of 99"):
         load_rgb(data)
+
+
+def test_module_docstring_examples_hold() -> None:
+    import doctest
+
+    result = doctest.testmod(imaging, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 2 and result.failed == 0
