@@ -21,11 +21,7 @@ from mmsearch_gym.benchmarks.agent_card import AGENT_CARD_FILE, agent_card_probl
 from mmsearch_gym.benchmarks.metrics import compute_metrics
 from mmsearch_gym.benchmarks.package_json import canonical, parse_json
 from mmsearch_gym.benchmarks.submission_format import (
-    DEFAULT_LIMITS,
-    EPISODES_FILE,
-    REQUIRED_MANIFEST_FIELDS,
-    SubmissionError,
-    SubmissionLimits,
+    DEFAULT_LIMITS, EPISODES_FILE, REQUIRED_MANIFEST_FIELDS, SubmissionError, SubmissionLimits,
 )
 from mmsearch_gym.runs import MANIFEST_FILE, METRICS_FILE, RecordsError, RecordsFile, encode_json, encode_record
 

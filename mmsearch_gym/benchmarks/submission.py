@@ -21,12 +21,7 @@ from mmsearch_gym.benchmarks.agent_card import AGENT_CARD_FILE, REQUIRED_CARD_FI
 from mmsearch_gym.benchmarks.package_json import canonical, parse_json
 from mmsearch_gym.benchmarks.packing import pack_submission
 from mmsearch_gym.benchmarks.submission_format import (
-    DEFAULT_LIMITS,
-    EPISODES_FILE,
-    REQUIRED_MANIFEST_FIELDS,
-    SUBMISSION_MEMBERS,
-    SubmissionContents,
-    SubmissionError,
+    DEFAULT_LIMITS, EPISODES_FILE, REQUIRED_MANIFEST_FIELDS, SUBMISSION_MEMBERS, SubmissionContents, SubmissionError,
     SubmissionLimits,
 )
 from mmsearch_gym.runs import MANIFEST_FILE, METRICS_FILE

@@ -59,7 +59,8 @@ class SubmissionLimits:
             max_members=self.max_members, max_member_bytes=self.max_json_bytes,
             max_total_bytes=sum(limit for _, limit in members),
             max_central_directory_bytes=self.max_central_directory_bytes,
-            compression_methods=frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED}), member_bytes=members, max_archive_bytes=self.max_zip_bytes,
+            compression_methods=frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED}), member_bytes=members,
+            max_archive_bytes=self.max_zip_bytes,
             max_ratio=self.max_ratio, ratio_floor_bytes=self.ratio_floor_bytes)
 
 

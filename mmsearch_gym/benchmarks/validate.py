@@ -28,16 +28,8 @@ from mmsearch_gym.benchmarks.metrics import compute_metrics
 from mmsearch_gym.benchmarks.pinned import PinnedSuite
 from mmsearch_gym.benchmarks.runner import EpisodeSlot, RunSpec, build_manifest, episode_record, start_episode
 from mmsearch_gym.benchmarks.submission import (
-    AGENT_CARD_FILE,
-    DEFAULT_LIMITS,
-    EPISODES_FILE,
-    REQUIRED_MANIFEST_FIELDS,
-    SubmissionContents,
-    SubmissionError,
-    SubmissionLimits,
-    agent_card_problems,
-    canonical,
-    read_submission,
+    AGENT_CARD_FILE, DEFAULT_LIMITS, EPISODES_FILE, REQUIRED_MANIFEST_FIELDS, SubmissionContents, SubmissionError,
+    SubmissionLimits, agent_card_problems, canonical, read_submission,
 )
 from mmsearch_gym.checks import require_int
 from mmsearch_gym.data.sample import VQASample
@@ -339,7 +331,8 @@ def validate_submission(zip_path: str | os.PathLike[str], suite: PinnedSuite | S
     wrong becomes a reason, and `accepted` is true exactly when there is none."""
     require_int("max_reasons", max_reasons, low=1)
     if not isinstance(suite, (PinnedSuite, RunSpec)) and not callable(suite):
-        raise TypeError(f"suite must be a PinnedSuite or a callable manifest -> PinnedSuite, got {type(suite).__name__}")
+        raise TypeError("suite must be a PinnedSuite or a callable manifest -> PinnedSuite, got "
+                        f"{type(suite).__name__}")
     report = ValidationReport(False, [], None, str(zip_path))
     try:
         _check(zip_path, suite, limits, report)
