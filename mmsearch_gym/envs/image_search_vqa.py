@@ -7,19 +7,6 @@ final turn (DESIGN §2–4). `step` never raises because of what the model wrote
 the only search errors it lets through are a strict-replay `CacheMiss` and a `CorruptCacheEntry`,
 because those mean the evaluation cannot be reproduced, which must stop a run rather than be shown
 to the model as a tool error.
-
->>> import gymnasium as gym, mmsearch_gym
->>> env = gym.make("ImageSearchVQA-v0")          # the bundled suite, strict offline replay
->>> obs, info = env.reset(seed=0, options={"index": 0})
->>> [message["role"] for message in obs["messages"]], info["turn"], info["rules"]
-(['user'], 0, 'mmsearch_r1')
->>> obs, reward, terminated, truncated, info = env.step("<reason>Searching.</reason><search><img></search>")
->>> reward, terminated, info["image_searches"], [m["role"] for m in obs["messages"]]
-(0.0, False, 1, ['user', 'assistant', 'user'])
->>> obs, reward, terminated, truncated, info = env.step("<reason>Unsure.</reason><answer>no idea</answer>")
->>> terminated, info["score"], info["format_score"], round(reward, 2)
-(True, 0.0, 1, 0.1)
->>> env.close()
 """
 
 from __future__ import annotations
@@ -43,7 +30,14 @@ from mmsearch_gym.envs.spaces import ChatMessages, ObservationSpace, RGBImage, U
 from mmsearch_gym.envs.types import ChatMessage, ContentPart, SearchCall, SearchOutcome, StepInfo, TextPart
 from mmsearch_gym.search.errors import CacheMiss, CorruptCacheEntry
 from mmsearch_gym.search.render import Segment, render_results
-from mmsearch_gym.search.types import EncodedImage, QueryImage, ResultSource, SearchBackend, SearchResults
+from mmsearch_gym.search.types import (
+    EncodedImage,
+    QueryImage,
+    ResultSource,
+    SearchBackend,
+    SearchKind,
+    SearchResults,
+)
 
 DEFAULT_MAX_ACTION_CHARS = 16_000
 
@@ -103,6 +97,19 @@ class ImageSearchVQAEnv(gym.Env[dict, str]):
     structured data, for agents that must not parse the prompt wording.
     `close()` closes the search cache the env opened itself (from a mode string), never a backend
     object it was given.
+
+    >>> import gymnasium as gym, mmsearch_gym
+    >>> env = gym.make("ImageSearchVQA-v0")          # the bundled suite, strict offline replay
+    >>> obs, info = env.reset(seed=0, options={"index": 0})
+    >>> [message["role"] for message in obs["messages"]], info["turn"], info["rules"]
+    (['user'], 0, 'mmsearch_r1')
+    >>> obs, reward, terminated, truncated, info = env.step("<reason>Searching.</reason><search><img></search>")
+    >>> reward, terminated, info["image_searches"], [m["role"] for m in obs["messages"]]
+    (0.0, False, 1, ['user', 'assistant', 'user'])
+    >>> obs, reward, terminated, truncated, info = env.step("<reason>Unsure.</reason><answer>no idea</answer>")
+    >>> terminated, info["score"], info["format_score"], round(reward, 2)
+    (True, 0.0, 1, 0.1)
+    >>> env.close()
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 1}
@@ -268,7 +275,7 @@ class ImageSearchVQAEnv(gym.Env[dict, str]):
 
     def _call_backend(self, action: Action) -> SearchResults:
         episode = self._current()
-        kind = "image" if action.kind == "image_search" else "text"
+        kind: SearchKind = "image" if action.kind == "image_search" else "text"
         try:
             if kind == "image":
                 results = self.search.image_search(episode.query_image, self.top_k)

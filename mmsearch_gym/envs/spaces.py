@@ -8,7 +8,7 @@ seeds from `np_random` and samples deterministically, so `check_env` can exercis
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Iterable
 
 import numpy as np
 from gymnasium import spaces
@@ -60,7 +60,7 @@ class UnicodeText(spaces.Space[str]):
         return (isinstance(other, UnicodeText) and other.min_length == self.min_length
                 and other.max_length == self.max_length)
 
-    def to_jsonable(self, sample_n: Sequence[str]) -> list[str]:
+    def to_jsonable(self, sample_n: Iterable[str]) -> list[str]:
         return list(sample_n)
 
     def from_jsonable(self, sample_n: list[str]) -> list[str]:
@@ -121,7 +121,7 @@ class ChatMessages(spaces.Space[tuple]):
     def is_np_flattenable(self) -> bool:
         return False
 
-    def seed(self, seed: int | None = None) -> list[int]:
+    def seed(self, seed: int | None = None) -> int | Any:
         seeds = super().seed(seed)
         self._text.seed(int(self.np_random.integers(2**31)))
         return seeds

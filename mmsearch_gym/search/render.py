@@ -16,10 +16,16 @@ MAX_ERROR_CHARS = 300
 
 
 class ResultTemplates(Protocol):
-    image_results_header: str
-    text_results_header: str
-    no_results: str
-    tool_error: str
+    """The templates rendering needs (read-only, so a frozen `PromptSet` satisfies it)."""
+
+    @property
+    def image_results_header(self) -> str: ...
+    @property
+    def text_results_header(self) -> str: ...
+    @property
+    def no_results(self) -> str: ...
+    @property
+    def tool_error(self) -> str: ...
 
 
 def _merge(segments: list[Segment]) -> list[Segment]:
