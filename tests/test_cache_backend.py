@@ -45,7 +45,8 @@ def test_record_then_replay_returns_equal_results(world, tmp_path: Path) -> None
     assert recorded_text.source == "static"  # a miss is answered by the live backend
     again = recorder.text_search("  red banner SOCIETY", TOP_K)
     assert again == recorded_text and again.source == "cache_hit"
-    assert recorder.stats.as_dict() == {"hits": 1, "misses": 2, "live_calls": 2, "stored": 2, "not_stored": 0}
+    assert recorder.stats.as_dict() == {"hits": 1, "misses": 2, "live_calls": 2, "stored": 2, "not_stored": 0,
+                                        "already_stored": 0}
     recorder.close()
 
     replay = CachedSearchBackend.replay(tmp_path / "c")

@@ -69,7 +69,7 @@ def test_four_processes_record_into_one_directory(tmp_path: Path) -> None:
     for worker, counts in stats.items():
         queries, images = _work(worker)
         assert counts["hits"] >= len(queries) + len(images)  # every second-round search hit
-        assert counts["live_calls"] == counts["stored"] and counts["not_stored"] == 0
+        assert counts["live_calls"] == counts["stored"] + counts["already_stored"] and counts["not_stored"] == 0
 
     live = _backend()
     expected_queries = sorted({q for w in range(WORKERS) for q in _work(w)[0]})
@@ -84,3 +84,61 @@ def test_four_processes_record_into_one_directory(tmp_path: Path) -> None:
             assert hit == live.image_search(QueryImage(_image(seed)), TOP_K)
             assert all(item.thumbnail.pixels.shape == (10, 10, 3) for item in hit.items)
         assert sum(1 for _ in cache.entries()) == len(cache)  # every entry decodes and checks out
+
+
+class _Drifting:
+    """A live backend whose answers differ per process (as live search results drift between calls)."""
+
+    backend_id = "drifting"
+
+    def __init__(self, worker: int) -> None:
+        self.worker = worker
+
+    def text_search(self, query: str, top_k: int) -> SearchResults:
+        return SearchResults("text", (SearchItem(f"{query} as seen by worker {self.worker}", "https://e.org", ""),))
+
+    def image_search(self, image: QueryImage, top_k: int) -> SearchResults:
+        thumb = EncodedImage.from_array(_image(1000 + self.worker))
+        return SearchResults("image", (SearchItem(f"image as seen by worker {self.worker}", "u", "", thumb),))
+
+
+DRIFT_QUERIES = [f"query {i}" for i in range(60)]
+DRIFT_IMAGES = list(range(8))
+
+
+def _record_drifting(directory: str, worker: int, barrier, results) -> None:  # runs in a spawned process
+    with SearchCache(directory) as cache:
+        recorder = CachedSearchBackend(_Drifting(worker), cache, mode="record")
+        barrier.wait(timeout=60)
+        seen = {query: recorder.text_search(query, TOP_K).items for query in DRIFT_QUERIES}
+        seen.update({f"image {seed}": recorder.image_search(QueryImage(_image(seed)), TOP_K).items
+                     for seed in DRIFT_IMAGES})
+        results.put((worker, {name: [(item.title, item.thumbnail) for item in items]
+                              for name, items in seen.items()}))
+
+
+def test_concurrent_recorders_all_get_what_stays_in_the_cache(tmp_path: Path) -> None:
+    """First write wins and every writer gets the stored value (last-writer-wins handed out results that
+    differed from the cache, so those runs did not replay)."""
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(WORKERS)
+    results = context.Queue()
+    directory = str(tmp_path / "shared")
+    processes = [context.Process(target=_record_drifting, args=(directory, w, barrier, results))
+                 for w in range(WORKERS)]
+    for process in processes:
+        process.start()
+    seen = dict(results.get(timeout=120) for _ in processes)
+    for process in processes:
+        process.join(timeout=60)
+        assert process.exitcode == 0
+    with SearchCache(directory) as cache:
+        final = {query: [(item.title, item.thumbnail) for item in cache.get("drifting", "text", query, TOP_K).items]
+                 for query in DRIFT_QUERIES}
+        final.update({f"image {seed}": [(item.title, item.thumbnail)
+                                        for item in cache.get("drifting", "image", _image(seed), TOP_K).items]
+                      for seed in DRIFT_IMAGES})
+        assert cache.backend_ids() == ["drifting"]
+    for worker in range(WORKERS):
+        differing = [name for name in final if seen[worker][name] != final[name]]
+        assert differing == [], f"worker {worker} went on with {len(differing)} results the cache does not hold"

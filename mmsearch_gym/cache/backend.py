@@ -6,7 +6,9 @@ the environment or in the backends. Modes:
 
 - ``live``: no cache, every search goes to the wrapped backend.
 - ``record``: hits come from the cache; misses call the backend and store the result (failed searches,
-  those with an `error`, are not stored, so they are retried next time).
+  those with an `error`, are not stored, so they are retried next time). The first write of a search
+  wins: when another process stored it meanwhile, that stored result is what this call returns, so
+  every recorder goes on with exactly what will replay.
 - ``replay``: hits only; a miss raises `CacheMiss` saying what was missing and how to record it.
 - ``replay_or_empty``: a miss returns an empty result marked ``source="cache_miss_empty"``, which the
   environment counts in ``info["cache_misses"]``.
@@ -20,14 +22,16 @@ from typing import Any
 
 import numpy as np
 
-from mmsearch_gym.cache.bundle import open_cache
 from mmsearch_gym.cache.keys import cached_query_digest, check_top_k, entry_key, normalize_query
+from mmsearch_gym.cache.modes import REPLAY_MODES, SEARCH_MODES, SearchMode
+from mmsearch_gym.cache.opening import open_cache
 from mmsearch_gym.cache.store import SearchCache
 from mmsearch_gym.search.errors import CacheMiss
 from mmsearch_gym.search.keys import image_digest
 from mmsearch_gym.search.types import QueryImage, SearchBackend, SearchResults
 
-CACHE_MODES = ("live", "record", "replay", "replay_or_empty")
+CACHE_MODES = SEARCH_MODES
+"""The modes (`modes.SEARCH_MODES`; this name is kept for existing imports)."""
 RECORD_COMMAND = "mmsearch-gym cache record"
 """The command named in `CacheMiss` messages as the way to record a missing search."""
 
@@ -35,13 +39,15 @@ RECORD_COMMAND = "mmsearch-gym cache record"
 @dataclass
 class CachedSearchStats:
     """Counts since the wrapper was made: cache hits, misses, calls to the live backend, results
-    stored, and live results not stored because they failed."""
+    stored, live results not stored because they failed, and live results dropped because another
+    writer had stored the same search first (the stored one was returned instead)."""
 
     hits: int = 0
     misses: int = 0
     live_calls: int = 0
     stored: int = 0
     not_stored: int = 0
+    already_stored: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -57,7 +63,7 @@ class CachedSearchBackend:
     """
 
     def __init__(self, backend: SearchBackend | None, cache: SearchCache | str | os.PathLike[str] | None,
-                 mode: str = "record", *, backend_id: str | None = None) -> None:
+                 mode: SearchMode = "record", *, backend_id: str | None = None) -> None:
         if mode not in CACHE_MODES:
             raise ValueError(f"mode must be one of {CACHE_MODES}, got {mode!r}")
         if backend is not None and not isinstance(backend, SearchBackend):
@@ -98,19 +104,23 @@ class CachedSearchBackend:
 
     @classmethod
     def replay(cls, cache_path: SearchCache | str | os.PathLike[str], backend_id: str | None = None, *,
-               mode: str = "replay", backend: SearchBackend | None = None) -> CachedSearchBackend:
+               mode: SearchMode = "replay", backend: SearchBackend | None = None,
+               verify: bool = False) -> CachedSearchBackend:
         """Replay a cache directory or bundle without a live backend.
 
-        backend_id: which recorded backend to replay; None uses the cache's only one, and is an error
-        naming the recorded ids when there are several (or none)."""
-        if mode not in ("replay", "replay_or_empty"):
+        backend_id: which recorded backend to replay; None uses the cache's only one (read from the
+            cache's metadata, so this stays O(1) in the number of entries), and is an error naming the
+            recorded ids when there are several (or none).
+        verify: for a bundle, check that the extracted copy replayed holds exactly the bundle's content
+            (`open_bundle_cache(verify=True)`); what a leaderboard validation should use."""
+        if mode not in REPLAY_MODES:
             raise ValueError(f"replay mode must be 'replay' or 'replay_or_empty', got {mode!r}")
         if cache_path is None:
             raise ValueError("replay needs cache_path: a search cache directory or bundle file")
         if isinstance(cache_path, SearchCache):
             cache, label = cache_path, cache_path.directory
         else:
-            cache, label = open_cache(cache_path, create=False), os.fspath(cache_path)
+            cache, label = open_cache(cache_path, create=False, verify=verify), os.fspath(cache_path)
         if backend_id is None and backend is None:
             recorded = cache.backend_ids()
             if len(recorded) != 1:
@@ -170,9 +180,13 @@ class CachedSearchBackend:
         if self.mode == "record":
             results = self._live(kind, query, top_k)
             if isinstance(results, SearchResults) and results.kind == kind and results.error is None:
-                self.cache.put(self._backend_id, kind, query if kind == "text" else digest, top_k, results,
-                               image_url=getattr(query, "url", None))
-                self.stats.stored += 1
+                stored, added = self.cache.add(self._backend_id, kind, query if kind == "text" else digest, top_k,
+                                               results, image_url=getattr(query, "url", None))
+                if added:
+                    self.stats.stored += 1
+                    return stored.with_source(results.source)
+                self.stats.already_stored += 1
+                return stored
             else:
                 self.stats.not_stored += 1
             return results

@@ -3,14 +3,18 @@
 Why diskcache: one directory holding a SQLite database that several processes (vector envs,
 evaluation workers) can read and write at once, with transactions. How it is used here:
 
-- Only bytes are ever stored, through `BytesOnlyDisk`, which refuses to write anything diskcache would
-  pickle and refuses to read anything stored as a pickle: a cache directory from elsewhere can never
-  run code.
+- Only bytes are ever stored, through `disk.BytesOnlyDisk`: a cache directory from elsewhere can never
+  run code. A damaged, truncated or empty ``cache.db`` is a one-line `disk.CorruptCache` naming the
+  directory, never a SQLite traceback, and an empty one is never silently re-created.
 - Entries are canonical JSON with a checksum (`serialize`); thumbnails live once each under
   ``img|<sha256>``, so identical thumbnails dedupe and every value stays below `disk_min_file_size`,
   inside the database (values stored as separate files are ~2x slower to read,
   docs/measured-floors.md).
 - Eviction is off: a recorded cache is data, not a best-effort cache, and must not silently lose entries.
+- Recording is first-writer-wins (`add`): when several processes record the same search at once,
+  the first stored result stays and every writer gets it back, so what each run saw is what replays.
+- The backend ids are kept in metadata (``meta|backend_ids``), updated with every write, so opening a
+  cache for replay does not walk every key.
 - A hit reads the entry with one indexed SELECT and, when its bytes equal those of a recent hit, reuses
   the already parsed result (thumbnail bytes are content-addressed and immutable, so they are kept
   with it). Every hit still reads the database, so entries rewritten by another process are seen.
@@ -20,126 +24,69 @@ evaluation workers) can read and write at once, with transactions. How it is use
 
 from __future__ import annotations
 
-import json
 import os
+import sqlite3
 import threading
-from collections import defaultdict
-from dataclasses import dataclass, field
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ContextManager, Iterator
+from typing import Any, Iterator
 
 import diskcache
-from diskcache.core import MODE_BINARY, MODE_RAW
+from diskcache.core import MODE_RAW
 
+from mmsearch_gym.cache.disk import (
+    DATABASE_FILE,
+    BytesOnlyDisk,
+    UnsafeValue,
+    database_error,
+    refuse_empty_database,
+)
+from mmsearch_gym.cache.hits import ConnectionHandle, Hit
 from mmsearch_gym.cache.keys import (
-    ENTRY_PREFIX, IMAGE_PREFIX, cached_query_digest, entry_key, image_blob_key, parse_entry_key,
+    ENTRY_PREFIX,
+    IMAGE_PREFIX,
+    cached_query_digest,
+    entry_key,
+    image_blob_key,
     query_identity,
 )
-from mmsearch_gym.cache.serialize import (
-    EntryRecord, canonical_json, check_image_blob, decode_stored_entry, encode_entry, sha256_hex,
-    unwrap_entry, wrap_entry,
+from mmsearch_gym.cache.listing import (
+    CacheEntry,
+    CacheStats,
+    key_parts,
+    scan_backend_ids,
+    summarize,
 )
+from mmsearch_gym.cache.metadata import (
+    BACKEND_IDS_KEY,
+    CACHE_FORMAT,
+    CACHE_FORMAT_VERSION,
+    FORMAT_KEY,
+    FORMAT_VALUE,
+    check_format_marker,
+    decode_backend_ids,
+    encode_backend_ids,
+)
+from mmsearch_gym.cache.serialize import (
+    check_image_blob,
+    decode_stored_entry,
+    encode_entry,
+    sha256_hex,
+    unwrap_entry,
+    wrap_entry,
+)
+from mmsearch_gym.checks import require_int
 from mmsearch_gym.search.errors import CorruptCacheEntry
 from mmsearch_gym.search.types import QueryImage, SearchResults
 
-CACHE_FORMAT = "mmsearch-gym-search-cache"
-CACHE_FORMAT_VERSION = 1
-FORMAT_KEY = "meta|format"
 DISK_MIN_FILE_SIZE = 8 * 2**20
 """Values below this stay inside SQLite (diskcache's default is 32 KiB; set explicitly, see above)."""
 DEFAULT_MEMO_ENTRIES = 256
 
-_FORMAT_VALUE = canonical_json({"format": CACHE_FORMAT, "version": CACHE_FORMAT_VERSION})
 _TEXT_KEY_MEMO = 4096
 _SELECT = "SELECT mode, filename, value FROM Cache WHERE key = ? AND raw = 1"
 # The hot path reads only values stored inline as bytes (mode 1); anything else goes through `_read`.
 _SELECT_INLINE = "SELECT value FROM Cache WHERE key = ? AND raw = 1 AND mode = 1"
-
-
-class _UnsafeValue(Exception):
-    """Raised by `BytesOnlyDisk` for stored data it will not decode (not an OSError: diskcache treats
-    those as 'file vanished' and would return a miss)."""
-
-
-class BytesOnlyDisk(diskcache.Disk):
-    """A diskcache `Disk` that stores str keys and bytes values only, and never unpickles."""
-
-    def put(self, key: Any) -> tuple[Any, bool]:
-        if type(key) is not str:
-            raise TypeError(f"search cache keys are strings, got {type(key).__name__}")
-        return super().put(key)
-
-    def get(self, key: Any, raw: bool) -> Any:
-        if not raw:
-            raise _UnsafeValue("a key is stored as a pickle; refusing to unpickle it")
-        return super().get(key, raw)
-
-    def store(self, value: Any, read: bool, key: Any = diskcache.core.UNKNOWN) -> Any:
-        if type(value) is not bytes:
-            raise TypeError(f"search cache values are bytes, got {type(value).__name__}")
-        return super().store(value, read, key)
-
-    def fetch(self, mode: int, filename: str | None, value: Any, read: bool) -> Any:
-        if mode == MODE_RAW and not isinstance(value, bytes):
-            raise _UnsafeValue(f"value stored as {type(value).__name__}, not bytes")
-        if mode not in (MODE_RAW, MODE_BINARY):
-            raise _UnsafeValue(f"value stored in diskcache mode {mode} (pickle or text); refusing to read it")
-        return super().fetch(mode, filename, value, read)
-
-
-@dataclass(frozen=True)
-class CacheEntry:
-    """One cached search, as listed by `SearchCache.entries()`."""
-
-    key: str
-    backend_id: str
-    kind: str
-    top_k: int
-    query: str | None
-    image_digest: str | None
-    image_url: str | None
-    results: SearchResults
-
-
-@dataclass(frozen=True)
-class CacheStats:
-    """What a cache holds: entries by backend id and kind, distinct thumbnails, bytes on disk."""
-
-    directory: str
-    entries: int
-    images: int
-    size_bytes: int
-    by_backend: dict[str, dict[str, int]] = field(default_factory=dict)
-
-    @property
-    def backend_ids(self) -> list[str]:
-        return sorted(self.by_backend)
-
-
-class _ConnectionHandle(threading.local):
-    """This thread's handle on diskcache's SQLite connection, and the process it belongs to.
-
-    Set by every `_read` from diskcache's own fork-aware, per-thread connection; the hot path uses it
-    only while the process id still matches (a forked child goes through `_read` again)."""
-
-    pid: int = -1
-    execute: Any = None
-
-
-class _Hit:
-    """A parsed entry kept for reuse while its stored bytes stay the same."""
-
-    __slots__ = ("stored", "record", "images", "shared")
-
-    def __init__(self, stored: bytes, record: EntryRecord, images: dict[str, bytes]) -> None:
-        self.stored = stored
-        self.record = record
-        self.images = images
-        # Results without thumbnails hold no lazily decoded state, so one object can be shared.
-        self.shared = None if images else record.to_results(images)
-
-    def results(self) -> SearchResults:
-        return self.shared if self.shared is not None else self.record.to_results(self.images)
 
 
 def _reopen(directory: str, readonly: bool, memo_entries: int) -> SearchCache:
@@ -163,23 +110,30 @@ class SearchCache:
         if path.exists() and not path.is_dir():
             raise ValueError(f"search cache path {str(path)!r} is a file, not a cache directory "
                              "(a bundle? import it with `mmsearch-gym cache import`)")
-        if (readonly or not create) and not (path / "cache.db").is_file():
+        may_create = create and not readonly
+        if not may_create and not (path / DATABASE_FILE).is_file():
             raise FileNotFoundError(f"no search cache at {str(path)!r}")
-        if isinstance(memo_entries, bool) or not isinstance(memo_entries, int) or memo_entries < 0:
-            raise ValueError(f"memo_entries must be a non-negative integer, got {memo_entries!r}")
+        self._memo_entries = require_int("memo_entries", memo_entries, low=0)
+        refuse_empty_database(path, wait=may_create)
         self._path = str(path)
         self._readonly = readonly
-        self._memo_entries = memo_entries
-        self._memo: dict[str, _Hit] = {}
+        self._memo: dict[str, Hit] = {}
         self._memo_lock = threading.Lock()
-        self._cache = diskcache.Cache(
-            self._path, timeout=timeout, disk=BytesOnlyDisk, eviction_policy="none",
-            disk_min_file_size=DISK_MIN_FILE_SIZE, statistics=0, tag_index=0)
+        self._known_backend_ids: set[str] = set()
+        try:
+            self._cache = diskcache.Cache(
+                self._path, timeout=timeout, disk=BytesOnlyDisk, eviction_policy="none",
+                disk_min_file_size=DISK_MIN_FILE_SIZE, statistics=0, tag_index=0)
+        except sqlite3.Error as error:
+            raise database_error(self._path, error) from None
         self._fast_select = hasattr(type(self._cache), "_con")
-        self._local = _ConnectionHandle()
+        self._local = ConnectionHandle()
         self._text_keys: dict[tuple[str, str, int], str] = {}
         try:
             self._check_format()
+        except sqlite3.Error as error:
+            self._cache.close()
+            raise database_error(self._path, error) from None
         except BaseException:
             self._cache.close()
             raise
@@ -199,15 +153,10 @@ class SearchCache:
                     if len(self._cache):
                         raise ValueError(
                             f"{self._path!r} is a diskcache directory but not an mmsearch-gym search cache")
-                    self._cache.set(FORMAT_KEY, _FORMAT_VALUE)
+                    self._set(FORMAT_KEY, FORMAT_VALUE)
+                    self._set(BACKEND_IDS_KEY, encode_backend_ids(set()))
                     return
-        if marker != _FORMAT_VALUE:
-            try:
-                found = json.loads(marker.decode("utf-8"))
-            except ValueError:
-                found = marker[:80]
-            raise ValueError(f"search cache {self._path!r} has format {found!r}; this mmsearch-gym reads "
-                             f"{CACHE_FORMAT!r} version {CACHE_FORMAT_VERSION}")
+        check_format_marker(marker, self._path)
 
     @property
     def directory(self) -> str:
@@ -236,17 +185,30 @@ class SearchCache:
                 if mode == MODE_RAW and type(value) is bytes:
                     return value
                 try:
-                    return self._cache.disk.fetch(mode, filename, value, False)
+                    return self._cache.disk.fetch(mode, filename, value, False)  # type: ignore[no-any-return]
                 except OSError:  # a value file removed by another process since the SELECT
                     return None
-            return self._cache.get(key)
-        except _UnsafeValue as error:
+            return self._cache.get(key)  # type: ignore[no-any-return]
+        except UnsafeValue as error:
             raise CorruptCacheEntry(key, str(error), self._path) from None
+        except sqlite3.Error as error:
+            raise database_error(self._path, error) from None
 
-    def transaction(self) -> ContextManager[None]:
+    def _set(self, key: str, value: bytes) -> None:
+        try:
+            self._cache.set(key, value, retry=True)
+        except sqlite3.Error as error:
+            raise database_error(self._path, error) from None
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
         """Hold the cache's write lock: reads and writes inside are atomic, and an exception rolls
         every write back."""
-        return self._cache.transact(retry=True)
+        try:
+            with self._cache.transact(retry=True):
+                yield
+        except sqlite3.Error as error:
+            raise database_error(self._path, error) from None
 
     def _writable(self) -> None:
         if self._readonly:
@@ -262,9 +224,20 @@ class SearchCache:
         return check_image_blob(entry or image_blob_key(sha), sha, self._read(image_blob_key(sha)), self._path)
 
     def write_payload(self, key: str, payload: bytes) -> None:
-        """Store an already validated payload under `key` (its thumbnails must be written too)."""
+        """Store an already validated payload under `key` (its thumbnails must be written too), and
+        its backend id in the metadata."""
         self._writable()
-        self._cache.set(key, wrap_entry(key, payload), retry=True)
+        backend_id = key_parts(key, self._path).backend_id
+        with self.transaction():
+            self._set(key, wrap_entry(key, payload))
+            if backend_id not in self._known_backend_ids:
+                recorded = self._stored_backend_ids()
+                if recorded is None:  # written before the metadata existed: computed once, here
+                    recorded = scan_backend_ids(self._all_keys(), self._path)
+                if backend_id not in recorded:
+                    recorded.add(backend_id)
+                    self._set(BACKEND_IDS_KEY, encode_backend_ids(recorded))
+                self._known_backend_ids = recorded  # ids are never removed, so this stays true
         self._memo.pop(key, None)
 
     def write_image(self, sha: str, data: bytes) -> None:
@@ -274,7 +247,7 @@ class SearchCache:
             raise ValueError(f"image bytes do not hash to {sha!r}")
         existing = self._read(image_blob_key(sha))
         if existing is None or sha256_hex(existing) != sha:
-            self._cache.set(image_blob_key(sha), bytes(data), retry=True)
+            self._set(image_blob_key(sha), bytes(data))
 
     # -- the search API --------------------------------------------------------------------------------
 
@@ -290,9 +263,7 @@ class SearchCache:
                     self._text_keys.clear()
                 self._text_keys[memo_key] = key
             return key
-        else:
-            digest = query_identity(kind, query_or_digest)[0]
-        return entry_key(backend_id, kind, digest, top_k)
+        return entry_key(backend_id, kind, query_identity(kind, query_or_digest)[0], top_k)
 
     def get(self, backend_id: str, kind: str, query_or_digest: Any, top_k: int) -> SearchResults | None:
         """The cached results of a search (source="cache_hit"), or None when it was never stored."""
@@ -305,7 +276,10 @@ class SearchCache:
         # The common case (a value inside the database) is inlined: this is the hot path of replay.
         local = self._local
         if self._fast_select and local.pid == os.getpid():
-            row = local.execute(_SELECT_INLINE, (key,)).fetchone()
+            try:
+                row = local.execute(_SELECT_INLINE, (key,)).fetchone()
+            except sqlite3.Error as error:
+                raise database_error(self._path, error) from None
             stored = row[0] if row is not None and type(row[0]) is bytes else self._read(key)
         else:
             stored = self._read(key)
@@ -317,7 +291,7 @@ class SearchCache:
             return shared if shared is not None else hit.results()
         record = decode_stored_entry(key, stored, self._path)
         images = {sha: self.read_image(sha, entry=key) for sha in record.thumbnails}
-        hit = _Hit(stored, record, images)
+        hit = Hit(stored, record, images)
         if self._memo_entries:
             with self._memo_lock:
                 while len(self._memo) >= self._memo_entries:
@@ -325,20 +299,46 @@ class SearchCache:
                 self._memo[key] = hit
         return hit.results()
 
-    def put(self, backend_id: str, kind: str, query_or_image: Any, top_k: int, results: SearchResults,
-            *, image_url: str | None = None) -> str:
-        """Store a successful search result; returns its key. Failed searches (`error` set) are refused."""
+    def _encode(self, backend_id: str, kind: str, query_or_image: Any, top_k: int, results: SearchResults,
+                image_url: str | None) -> tuple[str, bytes, dict[str, bytes]]:
         self._writable()
         digest, query = query_identity(kind, query_or_image)
         if image_url is None and isinstance(query_or_image, QueryImage):
             image_url = query_or_image.url
         key = entry_key(backend_id, kind, digest, top_k)
         payload, images = encode_entry(key, query, image_url, results)
+        return key, payload, images
+
+    def put(self, backend_id: str, kind: str, query_or_image: Any, top_k: int, results: SearchResults,
+            *, image_url: str | None = None) -> str:
+        """Store a successful search result, replacing any stored one; returns its key. Failed searches
+        (`error` set) are refused. Recorders use `add`, where the first write wins."""
+        key, payload, images = self._encode(backend_id, kind, query_or_image, top_k, results, image_url)
         with self.transaction():
             for sha, data in images.items():
                 self.write_image(sha, data)
             self.write_payload(key, payload)
         return key
+
+    def add(self, backend_id: str, kind: str, query_or_image: Any, top_k: int, results: SearchResults,
+            *, image_url: str | None = None) -> tuple[SearchResults, bool]:
+        """Store a successful search result unless the search is stored already (first writer wins,
+        atomically across processes); returns what the cache holds afterwards (source "cache_hit") and
+        whether this call stored it.
+
+        Why: processes recording the same search at once get different live results; with
+        last-writer-wins each would go on with its own while only one stays, so runs would not replay."""
+        key, payload, images = self._encode(backend_id, kind, query_or_image, top_k, results, image_url)
+        with self.transaction():
+            added = self._read(key) is None
+            if added:
+                for sha, data in images.items():
+                    self.write_image(sha, data)
+                self.write_payload(key, payload)
+        stored = self.get_by_key(key)
+        if stored is None:  # pragma: no cover - entries are never deleted
+            raise CorruptCacheEntry(key, "entry vanished right after it was stored", self._path)
+        return stored, added
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and self._read(key) is not None
@@ -351,8 +351,10 @@ class SearchCache:
                 if type(key) is not str:
                     raise CorruptCacheEntry(repr(key), "key is not a string", self._path)
                 yield key
-        except _UnsafeValue as error:
+        except UnsafeValue as error:
             raise CorruptCacheEntry("<unknown>", str(error), self._path) from None
+        except sqlite3.Error as error:
+            raise database_error(self._path, error) from None
 
     def keys(self) -> list[str]:
         """Entry keys in sorted order."""
@@ -386,22 +388,34 @@ class SearchCache:
     def __len__(self) -> int:
         return len(self.keys())
 
+    def _stored_backend_ids(self) -> set[str] | None:
+        return decode_backend_ids(self._read(BACKEND_IDS_KEY), self._path)
+
+    @property
+    def has_backend_ids_metadata(self) -> bool:
+        """Whether `backend_ids` is answered from metadata (False: a cache older than the metadata)."""
+        return self._stored_backend_ids() is not None
+
     def backend_ids(self) -> list[str]:
-        return sorted({parse_entry_key(key).backend_id for key in self.keys()})
+        """The backend ids of the stored entries, from the metadata (O(1) in the number of entries).
+
+        A cache written before the metadata existed is walked once, and the result stored unless the
+        cache is read-only."""
+        recorded = self._stored_backend_ids()
+        if recorded is None:
+            recorded = scan_backend_ids(self._all_keys(), self._path)
+            if not self._readonly:
+                with self.transaction():
+                    if self._stored_backend_ids() is None:
+                        self._set(BACKEND_IDS_KEY, encode_backend_ids(recorded))
+        return sorted(recorded)
 
     def stats(self) -> CacheStats:
-        by_backend: dict[str, dict[str, int]] = defaultdict(lambda: {"image": 0, "text": 0})
-        entries = images = 0
-        for key in self._all_keys():
-            if key.startswith(ENTRY_PREFIX):
-                parts = parse_entry_key(key)
-                by_backend[parts.backend_id][parts.kind] += 1
-                entries += 1
-            elif key.startswith(IMAGE_PREFIX):
-                images += 1
-        return CacheStats(directory=self._path, entries=entries, images=images,
-                          size_bytes=int(self._cache.volume()),
-                          by_backend={name: dict(counts) for name, counts in sorted(by_backend.items())})
+        try:
+            size = int(self._cache.volume())
+        except sqlite3.Error as error:
+            raise database_error(self._path, error) from None
+        return summarize(self._path, self._all_keys(), size)
 
     # -- lifetime --------------------------------------------------------------------------------------
 
@@ -421,3 +435,5 @@ class SearchCache:
     def __repr__(self) -> str:
         return f"SearchCache({self._path!r}{', readonly' if self._readonly else ''})"
 
+
+__all__ = ["BACKEND_IDS_KEY", "CACHE_FORMAT", "CACHE_FORMAT_VERSION", "CacheEntry", "CacheStats", "SearchCache"]

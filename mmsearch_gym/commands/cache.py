@@ -7,14 +7,15 @@ something people do by hand, outside Python.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from mmsearch_gym.cache.bundle import (
-    CONFLICT_POLICIES, BundleError, BundleInfo, export_bundle, import_bundle, verify_bundle,
+    CONFLICT_POLICIES, BundleError, BundleInfo, export_bundle, extracted_copy_dir, import_bundle, verify_bundle,
+    verify_cache_content,
 )
 from mmsearch_gym.cache.store import SearchCache
 from mmsearch_gym.search.errors import CorruptCacheEntry
@@ -132,13 +133,24 @@ def import_command(bundle: Path = typer.Argument(..., help="Bundle file."),
 
 
 @app.command()
-def verify(bundle: Path = typer.Argument(..., help="Bundle file.")) -> None:
-    """Re-read a bundle and recompute its hashes; exit status 1 when anything is wrong."""
+def verify(bundle: Path = typer.Argument(..., help="Bundle file."),
+           work_dir: Optional[Path] = typer.Option(  # noqa: UP007 - typer reads the annotation
+               None, "--work-dir", help="Where bundles opened as caches are extracted (default: "
+               "$MMSEARCH_GYM_HOME/bundles or the user cache directory).")) -> None:
+    """Re-read a bundle and recompute its hashes, then check the extracted copy that replays of it read
+    (when there is one) against it; exit status 1 when anything is wrong."""
     try:
         info = verify_bundle(bundle)
-    except (BundleError, OSError) as error:
+        copy = extracted_copy_dir(bundle, work_dir)
+        checked = (copy / "cache.db").is_file()
+        if checked:
+            with SearchCache(copy, readonly=True) as cache:
+                verify_cache_content(cache, info.sha256)
+    except (BundleError, OSError, ValueError, CorruptCacheEntry) as error:
         _fail(error)
     _print_bundle(info, "bundle OK")
+    typer.echo(f"extracted copy {copy}: holds exactly the bundle's content" if checked
+               else f"no extracted copy in {copy.parent} yet (replays extract and use one)")
 
 
 @app.command("import-mmsearch-r1")
@@ -163,4 +175,3 @@ def import_mmsearch_r1_command(
         typer.echo(line)
     assert report.bundle is not None
     _print_bundle(report.bundle, "imported MMSearch-R1 cache")
-
