@@ -11,9 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mmsearch_gym.cache.modes import SEARCH_MODES
 from mmsearch_gym.search.types import SearchBackend
-
-SEARCH_MODES = ("live", "record", "replay", "replay_or_empty")
 
 
 def resolve_search(search: Any, cache_path: Any, default_cache: Path | None = None) -> SearchBackend:
