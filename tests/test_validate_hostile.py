@@ -88,7 +88,14 @@ def test_a_search_that_was_never_recorded_is_a_rejection(tmp_path, monkeypatch):
     members = _members(package)
     _edit_action(members, 0, 1, "<reason>b</reason><text_search>a query nobody recorded</text_search>")
     report = validate_submission(_write(tmp_path / "miss.zip", members), pinned)
-    _rejected_because(report, "episode 0 (rbs-year): action 2 makes a search that the pinned cache never recorded")
+    _rejected_because(report, "episode 0 (rbs-year): action 2 makes a search that the pinned cache never recorded",
+                      '(a text search for "a query nobody recorded")')
+    folder = tmp_path / "submissions"
+    folder.mkdir()
+    for path in (package, tmp_path / "miss.zip"):
+        (folder / path.name).write_bytes(path.read_bytes())
+    board = build_leaderboard(folder, tmp_path / "site", suite=pinned)
+    assert [row.submission for row in board.rows] == ["honest.zip"] and board.rejected[0][0] == "miss.zip"
 
 
 def test_any_unexpected_error_becomes_a_rejection_naming_its_type(tmp_path):
