@@ -6,6 +6,16 @@ takes ``rules="mmsearch_r1"`` (the default: MMSearch-R1's released code exactly,
 `mmsearch_gym.envs.grammar`) or ``rules="lenient"`` (whitespace-tolerant triggers,
 `mmsearch_gym.envs.lenient`), or any `RuleSet` object.
 
+Where the default deliberately differs from the official code (plain bugs there, kept out here):
+- a gold answer that normalises to "" (e.g. "A", an article) matches nothing; officially it matches an
+  empty answer under EM and every answer under SubEM (`mmsearch_gym.envs.reward`);
+- the official ``compute_score(extra_info=None)`` crashes on a correct answer after a search (it reads
+  ``extra_info.get``); our reward needs no per-sample extras;
+- a trajectory of more than 3 turns (possible with ``max_turns > 3``) has format 0, where the
+  official scorer raises.
+The official rollout decodes turns with special tokens skipped; the env receives the text an agent
+returns, so an agent should pass its decoded turn the same way.
+
 >>> official, lenient = resolve_rules("mmsearch_r1"), resolve_rules("lenient")
 >>> turn = "<reason>x</reason><search><img></search>  "
 >>> official.parse_action(turn).kind, lenient.parse_action(turn).kind
