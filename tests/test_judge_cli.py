@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -174,3 +175,61 @@ def test_judge_errors_name_the_problem(judge_server: JudgeServer, run_dir: Path,
                           "--suite", "no-such-suite", "--cache-dir", tmp_path / "v")
     assert code != 0 and "unknown dataset 'no-such-suite'" in output
     assert judge_server.requests == []
+
+
+# --- secrets (issue: the judge wrote the API key into judged.json) ----------------------------------
+
+SECRET = "sk-judge/SECRET+key=42"  # characters that URL-encoding changes, so every form is checked
+
+
+def _secret_forms(secret: str, user: str | None = None) -> list[str]:
+    import base64
+    from urllib.parse import quote, quote_plus
+
+    forms = [secret, quote(secret, safe=""), quote_plus(secret), json.dumps(secret)[1:-1]]
+    if user is not None:  # what HTTP Basic auth sends for user:key@ in the URL
+        forms.append(base64.b64encode(f"{user}:{secret}".encode()).decode())
+    return forms
+
+
+def _echo_authorization(request: Request) -> Reply:
+    """A broken judge server: HTTP 500 whose body echoes the request's Authorization header."""
+    return Reply(500, {"error": {"message": "internal error", "request_headers": {
+        "Authorization": request.headers.get("Authorization")}}})
+
+
+def _assert_nowhere(forms: list[str], *roots: Path, output: str = "") -> None:
+    files = [path for root in roots for path in root.rglob("*") if path.is_file()]
+    assert files
+    for form in forms:
+        assert form not in output
+        for path in files:
+            assert form.encode() not in path.read_bytes(), f"{form!r} written to {path}"
+
+
+@pytest.mark.parametrize("credential", ["env", "userinfo"])
+def test_judge_never_writes_the_key(judge_server: JudgeServer, run_dir: Path, tmp_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch, credential: str) -> None:
+    from urllib.parse import quote
+
+    judge_server.server.route(CHAT, _echo_authorization)
+    base_url = judge_server.base_url
+    if credential == "env":
+        monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    else:
+        monkeypatch.delenv("OPENAI_API_KEY")
+        base_url = base_url.replace("http://", f"http://judge:{quote(SECRET, safe='')}@")
+    run = tmp_path / "run"
+    shutil.copytree(run_dir / "oracle", run / "oracle")
+    code, output = invoke("judge", run / "oracle", "--model", "m", "--base-url", base_url,
+                          "--cache-dir", tmp_path / "verdicts", "--max-retries", 1)
+    assert code == 0, output
+    assert "6 judge errors" in output
+
+    sent = [r.headers.get("Authorization") or "" for r in judge_server.requests]
+    assert len(sent) == 12 and all(sent)  # the server saw the credential (2 attempts per answer) ...
+    judged = json.loads((run / "oracle" / "judged.json").read_text())
+    errors = [v["error"] for v in judged["verdicts"]]
+    assert all("HTTP 500" in e and "gave up after 2 attempts" in e and "***" in e for e in errors)
+    # ... and it is in no file the judge wrote (judged.json, metrics.json, the verdict cache)
+    _assert_nowhere(_secret_forms(SECRET, "judge"), run, tmp_path / "verdicts", output=output)

@@ -27,9 +27,10 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 try:
-    from mmsearch_gym.net.chat import ChatClient, message_text
+    from mmsearch_gym.net.chat import CHAT_PATH, ChatClient, chat_endpoint, message_text
     from mmsearch_gym.net.retry import HttpError, RetryPolicy
 except ImportError as _error:  # pragma: no cover - depends on the installation
     raise ImportError("the LLM judge needs httpx and tenacity: pip install 'mmsearch-gym[judge]'") from _error
@@ -136,10 +137,13 @@ class LLMJudge:
 
     @staticmethod
     def _endpoint(base_url: str) -> str:
-        url = base_url.rstrip("/")
-        if url.endswith("/chat/completions"):
-            return url
-        return f"{url}/chat/completions" if url.endswith("/v1") else f"{url}/v1/chat/completions"
+        """The chat endpoint of `base_url`: "/v1" is added to a path without it (a query string stays
+        at the end)."""
+        parts = urlsplit(base_url.strip())
+        path = parts.path.rstrip("/")
+        if not path.endswith(("/v1", CHAT_PATH)):
+            path += "/v1"
+        return chat_endpoint(urlunsplit(parts._replace(path=path)))
 
     # ----------------------------------------------------------------------------- public API
 

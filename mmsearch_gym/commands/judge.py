@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 console = Console()
 
@@ -19,8 +20,12 @@ def judge_command(
     suite: Optional[str] = typer.Option(None, help="Suite of the run (default: the one in manifest.json)."),
     cache_dir: Optional[Path] = typer.Option(None, help="Verdict cache (default: RUN_DIR/../.judge-cache)."),
     include_image: bool = typer.Option(True, help="Send the question image to the judge."),
+    max_retries: int = typer.Option(4, min=0, help="Retries of a request after 429/5xx/timeouts."),
 ) -> None:
-    """Judge every final answer with an LLM; verdicts are cached, so re-judging a run is free."""
+    """Judge every final answer with an LLM; verdicts are cached, so re-judging a run is free.
+
+    The API key comes from OPENAI_API_KEY (or `user:key@` in --base-url); it is never written to
+    judged.json, metrics.json or the verdict cache."""
     from mmsearch_gym.benchmarks.judge import LLMJudge, judge_records
     from mmsearch_gym.benchmarks.records import RECORDS_FILE, RecordsFile, write_json_atomic
     from mmsearch_gym.benchmarks.runner import MANIFEST_FILE, METRICS_FILE
@@ -41,12 +46,12 @@ def judge_command(
         items = [{"sample_id": r["sample_id"], "question": samples[r["sample_id"]].question, "answer": r["answer"],
                   "gold": list(samples[r["sample_id"]].answers),
                   "candidates": list(samples[r["sample_id"]].candidate_answers)} for r in records]
-        with LLMJudge(model, base_url=base_url, include_image=include_image,
+        with LLMJudge(model, base_url=base_url, include_image=include_image, max_retries=max_retries,
                       cache_dir=cache_dir or run_dir.parent / ".judge-cache") as judge:
             judged = judge_records(items, judge, images=lambda sample_id: samples[sample_id].image,
                                    on_error="record")
     except (OSError, ValueError, KeyError) as error:
-        console.print(f"[red]error:[/red] {error}")
+        console.print(f"[red]error:[/red] {escape(str(error))}")
         raise typer.Exit(2) from None
     write_json_atomic(run_dir / "judged.json", judged.to_dict())
     metrics["judged_accuracy"] = round(judged.accuracy, 6)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit, urlunsplit
 
 from mmsearch_gym.checks import require_int, require_number
 from mmsearch_gym.net.fetch import HttpFetcher, HttpSettings, check_http_url
@@ -29,9 +30,13 @@ DEFAULT_MAX_BYTES = 20_000_000  # a chat completion is small; this only stops a 
 
 
 def chat_endpoint(base_url: str) -> str:
-    """``{base_url}/chat/completions``; a URL that already ends so is kept as it is."""
-    url = base_url.strip().rstrip("/")
-    return url if url.endswith(CHAT_PATH) else url + CHAT_PATH
+    """``{base_url}/chat/completions`` (a query string, e.g. Azure's ``api-version``, stays at the end);
+    a URL whose path already ends so is kept as it is."""
+    parts = urlsplit(base_url.strip())
+    path = parts.path.rstrip("/")
+    if not path.endswith(CHAT_PATH):
+        path += CHAT_PATH
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, parts.fragment))
 
 
 def message_text(content: Any) -> str | None:
