@@ -235,3 +235,14 @@ def test_an_edited_extracted_bundle_copy_is_refused(tmp_path, monkeypatch):
         PinnedSuite.from_files(suite, bundle)
     result = CliRunner().invoke(_cli(), ["validate", str(package), "--suite", str(suite), "--cache", str(bundle)])
     assert result.exit_code == 2 and "changed after extraction" in result.output
+
+
+def test_a_bad_limit_is_the_hosts_error_raised_at_once_not_a_rejection_of_every_package():
+    from mmsearch_gym.benchmarks.submission import SubmissionLimits
+
+    with pytest.raises(ValueError, match="max_members must be an int >= 0, got -1"):
+        SubmissionLimits(max_members=-1)
+    with pytest.raises(ValueError, match="max_line_reasons must be an int >= 1, got 0"):
+        SubmissionLimits(max_line_reasons=0)
+    with pytest.raises(TypeError, match="suite must be a PinnedSuite"):
+        validate_submission("x.zip", "synth-mini")  # type: ignore[arg-type]

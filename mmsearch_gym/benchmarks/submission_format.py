@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 from mmsearch_gym.archives import ArchiveLimits
 from mmsearch_gym.benchmarks.agent_card import AGENT_CARD_FILE
+from mmsearch_gym.checks import require_int
 from mmsearch_gym.runs import MANIFEST_FILE, METRICS_FILE, RECORDS_FILE
 
 EPISODES_FILE = RECORDS_FILE
@@ -48,6 +49,10 @@ class SubmissionLimits:
     max_ratio: float = 200.0
     ratio_floor_bytes: int = 2**20
     max_line_reasons: int = 20
+
+    def __post_init__(self) -> None:  # a bad limit is the host's error, raised here, not a rejection later
+        require_int("max_line_reasons", self.max_line_reasons, low=1)
+        self.archive_limits()
 
     def member_limit(self, name: str) -> int:
         return self.max_episodes_bytes if name == EPISODES_FILE else self.max_json_bytes
