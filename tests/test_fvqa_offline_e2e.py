@@ -14,9 +14,9 @@ import pytest
 pytest.importorskip("pyarrow")
 pytest.importorskip("bm25s")
 
+from fvqa_fixtures import encoded, noise, opened, write_fvqa_parquet  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
-from fvqa_fixtures import encoded, noise, opened, write_fvqa_parquet  # noqa: E402
 from mmsearch_gym.cache import verify_bundle  # noqa: E402
 from mmsearch_gym.cli import app  # noqa: E402
 

@@ -21,14 +21,21 @@ from PIL import Image, JpegImagePlugin
 
 pytest.importorskip("pyarrow")
 
-import mmsearch_gym  # noqa: E402,F401  (registers the env)
 from fvqa_fixtures import encoded, noise, old_pillow_dumps, opened, write_fvqa_parquet  # noqa: E402
 from loopback import LoopbackServer, Reply  # noqa: E402
+
+import mmsearch_gym  # noqa: E402,F401  (registers the env)
 from mmsearch_gym.agents.turns import image_search_turn  # noqa: E402
 from mmsearch_gym.cache import verify_bundle  # noqa: E402
 from mmsearch_gym.cache.importers import (  # noqa: E402
-    BACKEND_ID, MalformedPickle, PickleLimits, PickleRefused, UnsafePickle, import_mmsearch_r1,
-    question_images_by_data_id, safe_loads,
+    BACKEND_ID,
+    MalformedPickle,
+    PickleLimits,
+    PickleRefused,
+    UnsafePickle,
+    import_mmsearch_r1,
+    question_images_by_data_id,
+    safe_loads,
 )
 from mmsearch_gym.cache.importers.mmsearch_r1 import REPORT_SUFFIX  # noqa: E402
 from mmsearch_gym.data.loaders import fvqa  # noqa: E402

@@ -18,8 +18,8 @@ from mmsearch_gym.search.wiki import WikiCorpusError, WikiTextSearch, split_cont
 
 SYLLABLES = ["ka", "lo", "mi", "ren", "tas", "vor", "quel", "dun", "bri", "sa", "tho", "nex", "pal", "ori", "zem"]
 KNOWN = [
-    ("Velmora Bridge", "The Velmora Bridge is a stone arch bridge over the Lisk river. It was built in 1887 "
-                       "by the engineer Adela Strom."),
+    ("Velmora Bridge", ("The Velmora Bridge is a stone arch bridge over the Lisk river. It was built in 1887 "
+                        "by the engineer Adela Strom.")),
     ("Ardent Guild", "The Ardent Guild is a society of clockmakers. Its tower was built by Jorun Maelis in 1702."),
     ("Quorrin Lighthouse", "Quorrin Lighthouse stands on a granite cape. Its lamp was first lit in 1911."),
 ]

@@ -24,6 +24,7 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections import defaultdict
 from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -101,16 +102,23 @@ class _Scratch:
         return np.asarray(np.memmap(path, dtype=dtype, mode="r"))
 
 
-def _tokenize_chunk(texts: list[str], vocab: dict[str, int], stopwords: Collection[str]
+def new_vocabulary() -> defaultdict[str, int]:
+    """token -> id, where looking up a new token gives it the next id."""
+    vocab: defaultdict[str, int] = defaultdict()
+    vocab.default_factory = vocab.__len__
+    return vocab
+
+
+def _tokenize_chunk(texts: list[str], vocab: defaultdict[str, int], stopwords: Collection[str]
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(terms, tfs, nnz per document, length per document) of a chunk, sorted by document then term."""
     lengths = np.empty(len(texts), dtype=np.int64)
     ids: list[int] = []
-    setdefault = vocab.setdefault
+    lookup = vocab.__getitem__  # a defaultdict numbering new tokens: the mapping loop runs in C
     for position, text in enumerate(texts):
         tokens = tokenize(text, stopwords)
         lengths[position] = len(tokens)
-        ids.extend([setdefault(token, len(vocab)) for token in tokens])
+        ids.extend(map(lookup, tokens))
     doc = np.repeat(np.arange(len(texts), dtype=np.int64), lengths)
     keys, tfs = np.unique((doc << 32) | np.asarray(ids, dtype=np.int64), return_counts=True)
     nnz = np.bincount(keys >> 32, minlength=len(texts)) if keys.size else np.zeros(len(texts), np.int64)
@@ -169,7 +177,7 @@ def build_wiki_index(corpus: Path, target: Path, *, stopwords: Collection[str], 
         scratch_dir = staging / "scratch"
         scratch_dir.mkdir()
         scratch = _Scratch(scratch_dir)
-        vocab: dict[str, int] = {}
+        vocab = new_vocabulary()
         df = np.zeros(0, dtype=np.int64)
         hasher = hashlib.sha256()
         n_docs = 0
@@ -213,7 +221,7 @@ def build_wiki_index(corpus: Path, target: Path, *, stopwords: Collection[str], 
         del lengths, indptr
         shutil.rmtree(scratch_dir)
         with open(bm25_dir / "vocab.index.json", "w", encoding="utf-8") as stream:
-            json.dump(vocab, stream, ensure_ascii=False)
+            stream.write(json.dumps(vocab, ensure_ascii=False))  # one C-encoded string: json.dump streams slowly
         params = {"k1": k1, "b": b, "delta": 0.5, "method": "lucene", "idf_method": "lucene", "dtype": "float32",
                   "int_dtype": "int32", "num_docs": n_docs, "version": build.get("bm25s", ""), "backend": "numpy"}
         (bm25_dir / "params.index.json").write_text(json.dumps(params, indent=4))

@@ -6,10 +6,19 @@ in `cache/`, which may use `search/`, never the other way round).
 """
 
 from mmsearch_gym.cache.importers.mmsearch_r1 import (
-    BACKEND_ID, ImportReport, import_mmsearch_r1, parse_release, question_images_by_data_id,
+    BACKEND_ID,
+    ImportReport,
+    import_mmsearch_r1,
+    parse_release,
+    question_images_by_data_id,
 )
 from mmsearch_gym.cache.importers.safe_pickle import (
-    MalformedPickle, PickleLimits, PickleRefused, UnsafePickle, safe_load, safe_loads,
+    MalformedPickle,
+    PickleLimits,
+    PickleRefused,
+    UnsafePickle,
+    safe_load,
+    safe_loads,
 )
 
 __all__ = [

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -33,12 +34,15 @@ from typing import Any
 
 from PIL import Image
 
-from mmsearch_gym.cache.bundle import BundleInfo, export_bundle
+from mmsearch_gym.cache import BundleInfo, SearchCache, export_bundle
 from mmsearch_gym.cache.importers.safe_pickle import (
-    DEFAULT_LIMITS, MalformedPickle, PickledImage, PickleLimits, safe_loads,
+    DEFAULT_LIMITS,
+    MalformedPickle,
+    PickledImage,
+    PickleLimits,
+    safe_loads,
 )
 from mmsearch_gym.cache.keys import check_backend_id, check_top_k, resolve_image_digest
-from mmsearch_gym.cache.store import SearchCache
 from mmsearch_gym.imaging import ImageLike
 from mmsearch_gym.search.types import EncodedImage, SearchItem, SearchResults
 
@@ -91,15 +95,15 @@ class ImportReport:
             return f" (e.g. {', '.join(values[:_EXAMPLES])})" if values else ""
 
         return [
-            f"entries in pickle: {self.entries}   imported: {self.imported}   backend id: {self.backend_id}"
-            f"   top_k: {self.top_k}",
-            f"thumbnails embedded: {self.images_embedded}   fetched: {self.images_fetched}   "
-            f"title-only (URL not fetched): {self.title_only}   fetch failures: {self.fetch_failures}",
+            (f"entries in pickle: {self.entries}   imported: {self.imported}   backend id: {self.backend_id}"
+             f"   top_k: {self.top_k}"),
+            (f"thumbnails embedded: {self.images_embedded}   fetched: {self.images_fetched}   "
+             f"title-only (URL not fetched): {self.title_only}   fetch failures: {self.fetch_failures}"),
             f"data_ids missing from the dataset: {len(self.missing_data_ids)}{examples(self.missing_data_ids)}",
-            f"same question image, different results (first data_id kept): {len(self.conflicting_duplicates)}"
-            f"{examples(self.conflicting_duplicates)}",
-            f"titles/images of different lengths (paired up to the shorter): {len(self.length_mismatches)}"
-            f"{examples(self.length_mismatches)}   entries cut to top_k: {self.truncated_to_top_k}",
+            (f"same question image, different results (first data_id kept): {len(self.conflicting_duplicates)}"
+             f"{examples(self.conflicting_duplicates)}"),
+            (f"titles/images of different lengths (paired up to the shorter): {len(self.length_mismatches)}"
+             f"{examples(self.length_mismatches)}   entries cut to top_k: {self.truncated_to_top_k}"),
             f"dataset samples with no entry (strict replay of them misses): {self.dataset_without_entry}",
             f"bundle sha256: {self.bundle_sha256}",
         ]
@@ -112,7 +116,7 @@ def _json_safe(value: Any, where: str, depth: int = 0) -> Any:
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):
-        return value if value == value and abs(value) != float("inf") else repr(value)
+        return value if math.isfinite(value) else repr(value)
     if isinstance(value, (bytes, bytearray)):
         return {"bytes": len(value), "sha256": hashlib.sha256(value).hexdigest()}
     if isinstance(value, PickledImage):
@@ -176,7 +180,10 @@ def _png_thumbnail(image: PickledImage, limits: PickleLimits) -> EncodedImage:
 
 def _fetch_thumbnail(url: str, fetcher: Any, allow_private_hosts: bool, limits: PickleLimits) -> EncodedImage:
     """The image at `url`, checked to decode within the pixel limit; raises on any failure."""
-    from mmsearch_gym.net.fetch import check_http_url, public_hosts_only  # httpx: an optional dependency
+    from mmsearch_gym.net.fetch import (  # httpx: an optional dependency
+        check_http_url,
+        public_hosts_only,
+    )
 
     fetched = fetcher.request("GET", check_http_url(url, "thumbnail URL"), what=f"thumbnail {url}",
                               max_bytes=THUMBNAIL_MAX_BYTES,
@@ -321,6 +328,14 @@ def import_mmsearch_r1(
 
 
 __all__ = [
-    "BACKEND_ID", "DEFAULT_TOP_K", "IMAGES_KEY", "ImportReport", "REPORT_SUFFIX", "ReleaseEntry", "TITLES_KEY",
-    "import_mmsearch_r1", "parse_release", "question_images_by_data_id",
+    "BACKEND_ID",
+    "DEFAULT_TOP_K",
+    "IMAGES_KEY",
+    "REPORT_SUFFIX",
+    "TITLES_KEY",
+    "ImportReport",
+    "ReleaseEntry",
+    "import_mmsearch_r1",
+    "parse_release",
+    "question_images_by_data_id",
 ]
