@@ -43,6 +43,7 @@ from mmsearch_gym.search.local import (  # noqa: E402
     popcount64,
     query_hash,
 )
+from mmsearch_gym.search.bm25 import rank_bm25  # noqa: E402
 from mmsearch_gym.search.summarize import tokenize  # noqa: E402
 from mmsearch_gym.search.types import QueryImage  # noqa: E402
 
@@ -165,7 +166,7 @@ def run(n_pages: int, args: argparse.Namespace, work: Path) -> None:
     rows = backend._hash_rows
     metrics: dict[str, Callable[[int], object]] = {
         "text_search": lambda i: backend.text_search(queries[i % nq], 5),
-        "bm25_rank": lambda i: backend._rank_text(bm25, token_ids[i % nq], 5),
+        "bm25_rank": lambda i: rank_bm25(bm25, token_ids[i % nq], 5, backend._index.url_rank),
         "bm25s_floor": lambda i: bm25.retrieve([token_lists[i % nq]], k=5, show_progress=False),
         "phash_nn": lambda i: index.search(query_hash(pil_query), backend.threshold, 5, rows),
         "phash": lambda i: query_hash(pil_query),

@@ -20,10 +20,10 @@ __all__ = [
 # (serpapi, httpx, tenacity, trafilatura), and the core package must import without it.
 _LAZY = {
     "SerpApiImageSearch": "mmsearch_gym.search.serpapi", "SerpApiTextSearch": "mmsearch_gym.search.serpapi",
-    "CombinedSearch": "mmsearch_gym.search.serpapi", "SearxngTextSearch": "mmsearch_gym.search.searxng",
+    "CombinedSearch": "mmsearch_gym.search.combined", "SearxngTextSearch": "mmsearch_gym.search.searxng",
     "JinaReader": "mmsearch_gym.search.reader", "LocalExtractor": "mmsearch_gym.search.reader",
     "ChatSummarizer": "mmsearch_gym.search.summarizer", "UsageMeter": "mmsearch_gym.search.costs",
-    "HttpSettings": "mmsearch_gym.search.http", "RetryPolicy": "mmsearch_gym.search.http",
+    "HttpSettings": "mmsearch_gym.net.fetch", "RetryPolicy": "mmsearch_gym.net.retry",
     "WikiTextSearch": "mmsearch_gym.search.wiki",  # needs bm25s (`mmsearch-gym[local]`)
 }
 

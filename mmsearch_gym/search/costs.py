@@ -11,9 +11,10 @@ answers from its own cache (identical parameters within about an hour), so the r
 
 from __future__ import annotations
 
-import math
 import threading
 from typing import Mapping
+
+from mmsearch_gym.checks import require_number
 
 SERPAPI_PREFIX = "serpapi/"
 #: USD per 1,000 SerpApi searches (the ~$75 / 5,000 searches plan); override per meter.
@@ -21,9 +22,7 @@ DEFAULT_SERPAPI_PRICE_PER_1K_USD = 15.0
 
 
 def _check_price(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"price per 1k calls for {name!r} must be a finite number >= 0, got {value!r}")
-    return float(value)
+    return require_number(f"price per 1k calls for {name!r}", value, low=0.0)
 
 
 class UsageMeter:

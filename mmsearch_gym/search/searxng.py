@@ -12,6 +12,7 @@ otherwise SearXNG answers 403, which is reported with that hint.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Sequence
 
 from mmsearch_gym.checks import require_int
@@ -19,10 +20,11 @@ from mmsearch_gym.net.fetch import HttpFetcher, HttpSettings, check_http_url
 from mmsearch_gym.net.retry import HttpError
 from mmsearch_gym.net.secrets import redact
 from mmsearch_gym.search.costs import UsageMeter, usage_of
-from mmsearch_gym.search.http import log
 from mmsearch_gym.search.reader import PageReader
 from mmsearch_gym.search.summarizer import Candidate, Summarizer, check_pipeline, pipeline_results
 from mmsearch_gym.search.types import QueryImage, SearchResults
+
+log = logging.getLogger("mmsearch_gym.search")
 
 _SAFESEARCH = (0, 1, 2)
 _TIME_RANGES = (None, "day", "week", "month", "year")

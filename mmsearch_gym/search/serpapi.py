@@ -13,6 +13,7 @@ never in `backend_id`, repr, logs, error results or pickles.
 
 from __future__ import annotations
 
+import logging
 import base64
 import binascii
 import dataclasses
@@ -28,13 +29,14 @@ from mmsearch_gym.net.retry import HttpError, call_with_retries
 from mmsearch_gym.net.secrets import Secret, redact, secret_from
 from mmsearch_gym.search.combined import CombinedSearch
 from mmsearch_gym.search.costs import SERPAPI_PREFIX, UsageMeter, usage_of
-from mmsearch_gym.search.http import log
 from mmsearch_gym.search.keys import image_digest
 from mmsearch_gym.search.reader import PageReader
 from mmsearch_gym.search.serpapi_transport import (DEFAULT_BASE_URL, HttpxTransport, OfficialClientTransport,
                                                    SerpApiTransport)
 from mmsearch_gym.search.summarizer import Candidate, Summarizer, check_pipeline, pipeline_results
 from mmsearch_gym.search.types import EncodedImage, QueryImage, SearchItem, SearchKind, SearchResults
+
+log = logging.getLogger("mmsearch_gym.search")
 
 __all__ = [
     "API_KEY_ENV", "DEFAULT_BASE_URL", "CombinedSearch", "HttpxTransport", "OfficialClientTransport",

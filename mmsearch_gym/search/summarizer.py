@@ -9,6 +9,7 @@ five sentences relevant to the query, from at most the first 30,000 characters o
 
 from __future__ import annotations
 
+import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,9 +20,10 @@ from mmsearch_gym.net.chat import ChatClient, message_text
 from mmsearch_gym.net.fetch import HttpFetcher
 from mmsearch_gym.net.secrets import Secret, redact
 from mmsearch_gym.search.costs import UsageMeter
-from mmsearch_gym.search.http import log
 from mmsearch_gym.search.reader import PageReader
 from mmsearch_gym.search.types import SearchItem, SearchResults
+
+log = logging.getLogger("mmsearch_gym.search")
 
 PROMPT_VERSION = "summary-v1"
 DEFAULT_MAX_PAGE_CHARS = 30_000
