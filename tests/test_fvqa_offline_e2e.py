@@ -80,3 +80,34 @@ def test_fvqa_eval_offline_with_imported_bundle_and_wiki_index(tmp_path: Path) -
                                 "--agents", "rag", "--out", str(tmp_path / "run2")])
     assert again.exit_code == 0, again.output  # the stored index is reused
     assert json.loads((tmp_path / "run2" / "rag" / "metrics.json").read_text())["accuracy"] == 1.0
+
+
+def test_one_line_python_configuration(tmp_path: Path) -> None:
+    """Image search replayed from the imported bundle, text search from the wiki index, in one line."""
+    import gymnasium as gym
+
+    from mmsearch_gym.agents.turns import image_search_turn, text_search_turn
+    from mmsearch_gym.cache import CachedSearchBackend
+    from mmsearch_gym.cache.importers import import_mmsearch_r1, question_images_by_data_id
+    from mmsearch_gym.data.loaders import fvqa
+    from mmsearch_gym.search import CombinedSearch, WikiTextSearch
+
+    data_id, question, answer, titles, _ = QUESTIONS[0]
+    parquet = write_fvqa_parquet(tmp_path / "t.parquet", [
+        {"data_id": data_id, "question": question, "answer": answer, "image": encoded(noise(0), "PNG")}])
+    pkl = tmp_path / "c.pkl"
+    pkl.write_bytes(pickle.dumps({data_id: {TITLES: titles, IMAGES: ["https://example.org/t.jpg"] * 3}}))
+    samples = fvqa.load(parquet)
+    import_mmsearch_r1(pkl, question_images_by_data_id(samples), tmp_path / "b.zip")
+    _wiki(tmp_path / "wiki.jsonl", n_random=200)
+
+    search = CombinedSearch(CachedSearchBackend.replay(tmp_path / "b.zip"), WikiTextSearch(tmp_path / "wiki.jsonl"))
+
+    env = gym.make("ImageSearchVQA-v0", dataset=samples, search=search)
+    env.reset(options={"index": 0})
+    obs, *_ = env.step(image_search_turn("Identify it."))
+    assert "title: Velmora Bridge at dusk" in json.dumps(obs["messages"][-1])
+    obs, *_ = env.step(text_search_turn("Look it up.", "Velmora Bridge built"))
+    text = json.dumps(obs["messages"][-1])
+    assert "wiki18://" in text and "built in 1887" in text
+    env.close()
