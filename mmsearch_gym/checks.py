@@ -13,6 +13,10 @@ Traceback (most recent call last):
 ValueError: top_k must be an int >= 1, got True
 >>> require_number("temperature", 0.7, low=0.0, high=2.0)
 0.7
+>>> require_number("size", 10**400)
+Traceback (most recent call last):
+    ...
+ValueError: size must be a number, got 100000000000000000...0000000000000000000
 >>> require_number("top_p", 0.0, low=0.0, high=1.0, low_inclusive=False)
 Traceback (most recent call last):
     ...
@@ -22,10 +26,17 @@ ValueError: top_p must be a number in (0.0, 1.0], got 0.0
 from __future__ import annotations
 
 import math
+import reprlib
 import numbers
 from typing import Any
 
 __all__ = ["require_int", "require_number", "require_bool"]
+
+
+def _shown(value: Any) -> str:
+    """The bad value as the error shows it: its repr, abbreviated (a hostile 10**400 or a megabyte string
+    must not become a megabyte error message)."""
+    return reprlib.repr(value)
 
 
 def _range_text(low: float | None, high: float | None, low_inclusive: bool, high_inclusive: bool) -> str:
@@ -55,18 +66,21 @@ def require_int(name: str, value: Any, *, low: int | None = None, high: int | No
     if ok and (int(value) in allow or _in_range(int(value), low, high, True, True)):
         return int(value)
     extra = f" or one of {list(allow)}" if allow else ""
-    raise ValueError(f"{name} must be an int{_range_text(low, high, True, True)}{extra}, got {value!r}")
+    raise ValueError(f"{name} must be an int{_range_text(low, high, True, True)}{extra}, got {_shown(value)}")
 
 
 def require_number(name: str, value: Any, *, low: float | None = None, high: float | None = None,
                    low_inclusive: bool = True, high_inclusive: bool = True) -> float:
     """Return ``value`` as a ``float`` if it is a finite real number (not ``bool``) within the range;
     otherwise raise ``ValueError`` naming ``name`` and the value."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
-    if ok and _in_range(float(value), low, high, low_inclusive, high_inclusive):
-        return float(value)
+    try:  # float(10**400) overflows: too big is as out of range as infinity
+        number = float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else math.nan
+    except OverflowError:
+        number = math.nan
+    if math.isfinite(number) and _in_range(number, low, high, low_inclusive, high_inclusive):
+        return number
     raise ValueError(f"{name} must be a number{_range_text(low, high, low_inclusive, high_inclusive)}, "
-                     f"got {value!r}")
+                     f"got {_shown(value)}")
 
 
 def require_bool(name: str, value: Any) -> bool:
@@ -74,4 +88,4 @@ def require_bool(name: str, value: Any) -> bool:
     as a flag silently inverts the user's intent."""
     if isinstance(value, bool):
         return value
-    raise ValueError(f"{name} must be true or false, got {value!r}")
+    raise ValueError(f"{name} must be true or false, got {_shown(value)}")
