@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -89,7 +90,8 @@ def cache_identity(search: SearchBackend) -> str | None:
 
 
 def build_manifest(spec: RunSpec, agent: Agent, env: gym.Env) -> dict[str, Any]:
-    unwrapped = env.unwrapped
+    """What was run: enough to re-derive every number, and the fields a resume must match."""
+    unwrapped: Any = env.unwrapped  # an ImageSearchVQAEnv
     return {
         "package": "mmsearch-gym",
         "package_version": mmsearch_gym.__version__,
@@ -199,8 +201,12 @@ def _checked_batch(agent: Agent, actions: object, expected: int) -> list[str | E
 def _act(agent: Agent, slots: Sequence[EpisodeSlot]) -> list[str | Exception]:
     """Actions for every slot; an agent failure is attributed to its episode, never kills the run."""
     if not hasattr(agent, "act_batch"):
-        return [_safe(agent, lambda slot=slot: agent.act(slot.obs)) for slot in slots]
+        return [_safe(agent, partial(agent.act, slot.obs)) for slot in slots]
     act_batch = getattr(agent, "act_batch")
+
+    def one(slot: EpisodeSlot) -> str | Exception:
+        return _checked_batch(agent, act_batch([slot.obs], [slot.info]), 1)[0]
+
     try:
         return _checked_batch(agent, act_batch([s.obs for s in slots], [s.info for s in slots]), len(slots))
     except AgentBatchError as error:  # the agent says which episodes failed
@@ -210,8 +216,7 @@ def _act(agent: Agent, slots: Sequence[EpisodeSlot]) -> list[str | Exception]:
     except Exception as error:  # noqa: BLE001 - find which episode failed by asking one at a time
         if len(slots) == 1:
             return [error]
-    return [_safe(agent, lambda slot=slot: _checked_batch(agent, act_batch([slot.obs], [slot.info]), 1)[0])
-            for slot in slots]
+    return [_safe(agent, partial(one, slot)) for slot in slots]
 
 
 def _safe(agent: Agent, call: Callable[[], object]) -> str | Exception:

@@ -61,6 +61,8 @@ def build_recorded_suite(out_dir: str | Path, *, seed: int = 0, n_test: int = 30
         built = build_suite(corpus_root if keep_corpus else scratch, seed=seed, n_test=n_test, n_train=n_train,
                             n_entities_test=n_entities_test, n_entities_train=n_entities_train, name=name,
                             overwrite=True)
+        if built.corpus_dir is None:  # build_suite writes a corpus unless asked not to
+            raise RuntimeError(f"build_suite wrote no corpus under {corpus_root}; the recording needs one")
         backend = LocalCorpusBackend(built.corpus_dir)
         with SearchCache(Path(scratch) / "cache") as cache:
             for split_dir in (built.test_dir, built.train_dir):

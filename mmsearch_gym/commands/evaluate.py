@@ -20,6 +20,7 @@ from mmsearch_gym.data.suites import resolve_dataset, suite_cache_bundle
 from mmsearch_gym.envs.search_config import resolve_search
 from mmsearch_gym.runs import RunDirectoryError
 from mmsearch_gym.search.errors import CacheMiss, CorruptCacheEntry
+from mmsearch_gym.search.types import SearchBackend
 
 console = Console()
 
@@ -42,7 +43,7 @@ def _baseline(name: str, samples: Sequence[VQASample]) -> Agent:
 def _model_agent(name: str, model: Optional[str], base_url: Optional[str], options: dict[str, Any]) -> Agent:
     """A model agent; its heavy imports (torch, transformers, vllm, httpx) happen only here."""
     if not model:
-        _fail(f"--agent {name} needs --model ({'a served model name' if name == 'openai' else 'a local checkpoint directory'})")
+        fail(f"--agent {name} needs --model ({'a served model name' if name == 'openai' else 'a local checkpoint directory'})")
     if name == "hf":
         from mmsearch_gym.agents.hf import TransformersAgent
 
@@ -52,7 +53,7 @@ def _model_agent(name: str, model: Optional[str], base_url: Optional[str], optio
 
         return VLLMAgent(model, **options)
     if not base_url:
-        _fail("--agent openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
+        fail("--agent openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
     from mmsearch_gym.agents.openai_compat import OpenAICompatibleAgent
 
     openai_options = {"max_tokens" if key == "max_new_tokens" else key: value for key, value in options.items()
@@ -68,7 +69,7 @@ def _bundle_hash(cache_path: Optional[Path]) -> Optional[str]:
     return verify_bundle(cache_path).sha256
 
 
-def _fail(message: str) -> NoReturn:
+def fail(message: str) -> NoReturn:
     """Print one error (not wrapped, not read as markup) and exit with status 2."""
     console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
     raise typer.Exit(2)
@@ -79,7 +80,8 @@ def env_setting_names() -> list[str]:
     from mmsearch_gym.envs.image_search_vqa import ImageSearchVQAEnv
 
     parameters = inspect.signature(ImageSearchVQAEnv.__init__).parameters
-    return sorted(name for name in parameters if name != "self" and name not in _ENV_KEYS_WITH_FLAGS)
+    return sorted(name for name, parameter in parameters.items() if name != "self"
+                  and parameter.kind is not inspect.Parameter.VAR_KEYWORD and name not in _ENV_KEYS_WITH_FLAGS)
 
 
 def parse_env_settings(pairs: Sequence[str]) -> dict[str, Any]:
@@ -90,12 +92,12 @@ def parse_env_settings(pairs: Sequence[str]) -> dict[str, Any]:
     for pair in pairs:
         key, separator, value = pair.partition("=")
         if not separator or not key:
-            _fail(f"--env expects KEY=VALUE, got {pair!r}")
+            fail(f"--env expects KEY=VALUE, got {pair!r}")
         flag = _ENV_KEYS_WITH_FLAGS.get(key)
         if flag:
-            _fail(f"--env {key}=… is not an env setting here; use {flag}")
+            fail(f"--env {key}=… is not an env setting here; use {flag}")
         if key not in valid:
-            _fail(f"unknown --env key {key!r}; valid keys: {', '.join(valid)}")
+            fail(f"unknown --env key {key!r}; valid keys: {', '.join(valid)}")
         try:
             settings[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -138,21 +140,22 @@ def run_eval(
     try:
         samples = resolve_dataset(suite)
     except (ValueError, FileNotFoundError) as error:
-        _fail(str(error))
+        fail(str(error))
     if limit is not None:
         samples = samples[:limit]
     env_kwargs = parse_env_settings(env)
     if search not in CLI_SEARCH_MODES:
-        _fail(f"unknown --search {search!r}; choose from {', '.join(CLI_SEARCH_MODES)} (record searches with "
-              "`mmsearch-gym cache record`)")
+        fail(f"unknown --search {search!r}; choose from {', '.join(CLI_SEARCH_MODES)} (record searches with "
+             "`mmsearch-gym cache record`)")
     cache_path = cache or suite_cache_bundle(suite)
     if search != "local" and cache_path is None:
-        _fail(f"--search {search} needs --cache (a recorded search cache directory or bundle file): suite {suite!r} "
-              "has no bundled cache; record one with `mmsearch-gym cache record`, or use --search local --corpus DIR")
+        fail(f"--search {search} needs --cache (a recorded search cache directory or bundle file): suite {suite!r} "
+             "has no bundled cache; record one with `mmsearch-gym cache record`, or use --search local --corpus DIR")
+    backend: SearchBackend
     try:
         if search == "local":
             if corpus is None:
-                _fail("--search local needs --corpus DIR (a pages.jsonl corpus)")
+                fail("--search local needs --corpus DIR (a pages.jsonl corpus)")
             from mmsearch_gym.search.local import LocalCorpusBackend
 
             backend = LocalCorpusBackend(corpus)
@@ -163,14 +166,14 @@ def run_eval(
         if text_corpus is not None:
             backend = _with_text_corpus(backend, text_corpus, text_index)
     except ValueError as error:
-        _fail(str(error))
+        fail(str(error))
     if agent is not None and agent not in MODEL_AGENTS:
-        _fail(f"unknown --agent {agent!r}; choose from {', '.join(MODEL_AGENTS)}")
+        fail(f"unknown --agent {agent!r}; choose from {', '.join(MODEL_AGENTS)}")
     names = [agent] if agent else [name.strip() for name in agents.split(",") if name.strip()]
     unknown = [name for name in names if name not in BASELINE_NAMES + MODEL_AGENTS]
     if unknown or not names:
-        _fail(f"unknown agent(s) {unknown or names}; choose from {', '.join(BASELINE_NAMES)} "
-              f"or --agent {'|'.join(MODEL_AGENTS)}")
+        fail(f"unknown agent(s) {unknown or names}; choose from {', '.join(BASELINE_NAMES)} "
+             f"or --agent {'|'.join(MODEL_AGENTS)}")
     options: dict[str, Any] = {"max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed}
     if agent == "hf":
         options["device"] = device
@@ -178,7 +181,7 @@ def run_eval(
     try:  # bad --env values fail here, once, before any agent is loaded
         spec.make_env().close()
     except (ValueError, TypeError) as error:
-        _fail(f"--env: {error}")
+        fail(f"--env: {error}")
     results: dict[str, dict[str, Any]] = {}
     for name in names:
         player = (_model_agent(name, model, base_url, options) if name in MODEL_AGENTS
@@ -190,9 +193,9 @@ def run_eval(
                 results[name] = evaluate(player, spec, out / name, batch_size=batch_size,
                                          progress=lambda done, total: progress.update(task, completed=done, total=total))
             except (CacheMiss, CorruptCacheEntry) as error:
-                _fail(f"{error}\nThe episodes finished so far are kept in {out / name}; the run resumes from there.")
+                fail(f"{error}\nThe episodes finished so far are kept in {out / name}; the run resumes from there.")
             except RunDirectoryError as error:
-                _fail(str(error))
+                fail(str(error))
     print_table(results, console)
     plot_summary(results, out / "summary.png")
     console.print(f"run directory: {out}  (summary plot: {out / 'summary.png'})")

@@ -16,15 +16,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mmsearch_gym.cache.backend import CachedSearchBackend
+from mmsearch_gym.commands.evaluate import BASELINE_NAMES, fail
 from mmsearch_gym.data.suites import resolve_dataset
 from mmsearch_gym.search.types import QueryImage, SearchBackend
 
 console = Console()
-
-
-def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(2)
 
 
 def build_backend(name: str, *, corpus: Optional[Path], serpapi_base_url: Optional[str], reader: str,
@@ -33,12 +29,12 @@ def build_backend(name: str, *, corpus: Optional[Path], serpapi_base_url: Option
     """A live backend from command-line choices (the API key comes from SERPAPI_API_KEY only)."""
     if name == "local":
         if corpus is None:
-            _fail("--backend local needs --corpus DIR (a pages.jsonl corpus)")
+            fail("--backend local needs --corpus DIR (a pages.jsonl corpus)")
         from mmsearch_gym.search.local import LocalCorpusBackend
 
         return LocalCorpusBackend(corpus)
     if name != "serpapi":
-        _fail(f"unknown --backend {name!r}; use local or serpapi")
+        fail(f"unknown --backend {name!r}; use local or serpapi")
     from mmsearch_gym.search.costs import UsageMeter
     from mmsearch_gym.search.reader import JinaReader, LocalExtractor
     from mmsearch_gym.search.serpapi import CombinedSearch, SerpApiImageSearch, SerpApiTextSearch
@@ -49,10 +45,13 @@ def build_backend(name: str, *, corpus: Optional[Path], serpapi_base_url: Option
     pipeline: dict[str, Any] = {}
     if reader != "none":
         if not summarizer_model:
-            _fail("--reader needs --summarizer-model (and --summarizer-url) to summarise pages; or --reader none")
-        pipeline["reader"] = (JinaReader(**({"base_url": reader_url} if reader_url else {})) if reader == "jina"
-                              else LocalExtractor())
-        pipeline["summarizer"] = ChatSummarizer(summarizer_model, **({"base_url": summarizer_url} if summarizer_url else {}))
+            fail("--reader needs --summarizer-model (and --summarizer-url) to summarise pages; or --reader none")
+        if reader == "jina":
+            pipeline["reader"] = JinaReader(base_url=reader_url) if reader_url else JinaReader()
+        else:
+            pipeline["reader"] = LocalExtractor()
+        pipeline["summarizer"] = (ChatSummarizer(summarizer_model, base_url=summarizer_url) if summarizer_url
+                                  else ChatSummarizer(summarizer_model))
     return CombinedSearch(SerpApiImageSearch(require_key=True, meter=meter, **base),
                           SerpApiTextSearch(require_key=True, meter=meter, **base, **pipeline))
 
@@ -83,10 +82,8 @@ def record_command(
     price_per_1k: float = typer.Option(15.0, min=0.0, help="Estimated USD per 1000 billable calls."),
 ) -> None:
     """Record live searches over a suite into a cache (resumable; recorded searches are not repeated)."""
-    from mmsearch_gym.commands.evaluate import BASELINE_NAMES
-
     if agent is not None and agent not in BASELINE_NAMES:  # checked before anything is created
-        _fail(f"unknown --agent {agent!r}; use one of {', '.join(BASELINE_NAMES)}")
+        fail(f"unknown --agent {agent!r}; use one of {', '.join(BASELINE_NAMES)}")
     try:
         samples = resolve_dataset(suite)
         live = build_backend(backend, corpus=corpus, serpapi_base_url=serpapi_base_url, reader=reader,
@@ -96,7 +93,7 @@ def record_command(
             samples = samples[:limit]
         recorder = CachedSearchBackend(live, os.fspath(out), "record")
     except (ValueError, OSError) as error:
-        _fail(str(error))
+        fail(str(error))
     columns = (TextColumn("[bold]recording"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("{task.description}"))
     try:

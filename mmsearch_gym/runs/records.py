@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from mmsearch_gym.checks import require_int
+
 RECORDS_FILE = "episodes.jsonl"
 TORN_SUFFIX = ".torn"
 
@@ -59,8 +61,11 @@ def encode_record(record: Mapping[str, Any]) -> bytes:
 
 
 def _record_index(value: Any) -> int | None:
-    index = value.get("index") if isinstance(value, dict) else None
-    return index if isinstance(index, int) and not isinstance(index, bool) and index >= 0 else None
+    """The record's episode index (an int >= 0), or None when it has none."""
+    try:
+        return require_int("index", value.get("index") if isinstance(value, Mapping) else None, low=0)
+    except ValueError:
+        return None
 
 
 def _corrupt(name: str, line: int, what: str) -> RecordsError:
