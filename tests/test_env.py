@@ -351,16 +351,22 @@ def _open_cache_files() -> int:
     return count
 
 
-def test_close_closes_the_cache_the_env_opened():
+def test_close_closes_the_cache_the_env_opened(monkeypatch):
     """Regression: the SQLite cache opened for search='replay' stayed open after env.close()."""
+    from mmsearch_gym.cache import SearchCache
+
+    closed = []
+    original = SearchCache.close
+    monkeypatch.setattr(SearchCache, "close", lambda self: (closed.append(self), original(self))[1])
     before = _open_cache_files()
     env = gym.make("ImageSearchVQA-v0")
     env.reset(seed=0, options={"index": 0})
     env.step("<reason>r</reason><search><img></search>")
-    assert _open_cache_files() > before
     env.close()
-    assert _open_cache_files() == before
+    assert closed == [env.unwrapped.search.cache]
+    assert _open_cache_files() <= before  # no SQLite handle of ours left behind
     env.close()  # closing twice is fine
+    assert len(closed) == 1
 
 
 def test_close_leaves_a_passed_backend_open(tiny_world):
