@@ -199,3 +199,11 @@ def test_evaluate_closes_its_envs_when_it_fails(tmp_path):
     with pytest.raises(RunMismatch, match="seed was 0, now 1"):
         evaluate(RAGWorkflowAgent(), spec, tmp_path)
     assert spec.closed == spec.made and len(spec.made) == 2
+
+
+def test_closing_the_envs_leaves_the_callers_search_backend_open(tmp_path, recorded_cache):
+    samples, _ = build_tiny_world()
+    replay = CachedSearchBackend.replay(recorded_cache)
+    first = evaluate(RAGWorkflowAgent(), RunSpec(samples, replay), tmp_path / "a", batch_size=2)
+    assert evaluate(RAGWorkflowAgent(), RunSpec(samples, replay), tmp_path / "b") == first  # same backend again
+    replay.close()

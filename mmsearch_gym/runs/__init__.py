@@ -3,6 +3,7 @@
 Why a room of its own: the evaluator writes runs, while submissions, leaderboard validation, the
 judge and SFT read them. Keeping the file formats here, importing nothing of the higher layers, lets
 every reader share one parser (one set of error messages) without `trainers` importing `benchmarks`.
+The formats and the resume rules are described in `docs/run-directories.md`.
 """
 
 from mmsearch_gym.runs.manifest import (
