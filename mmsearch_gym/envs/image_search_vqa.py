@@ -11,6 +11,7 @@ to the model as a tool error.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence, SupportsFloat, cast
 
@@ -67,9 +68,6 @@ def _text(text: str) -> TextPart:
 
 # The result sources that `info` counts, typed so that a misspelt source fails type checking.
 _COUNTED_SOURCES: dict[str, ResultSource] = {"cache_hits": "cache_hit", "cache_misses": "cache_miss_empty"}
-
-_ENV_ARGUMENTS = ("dataset", "search", "cache_path", "max_turns", "image_search_limit", "text_search_limit",
-                  "reward", "rules", "prompt_style", "prompts", "max_action_chars", "top_k", "render_mode")
 
 
 class ImageSearchVQAEnv(gym.Env[dict, str]):
@@ -133,8 +131,9 @@ class ImageSearchVQAEnv(gym.Env[dict, str]):
         **unknown: Any,
     ) -> None:
         if unknown:  # one line naming the bad key, never the other arguments (a dataset can be huge)
-            raise ValueError(f"unknown ImageSearchVQAEnv argument(s) {sorted(unknown)}; "
-                             f"valid arguments: {list(_ENV_ARGUMENTS)}")
+            valid = [name for name, parameter in inspect.signature(type(self).__init__).parameters.items()
+                     if name != "self" and parameter.kind is not parameter.VAR_KEYWORD]
+            raise ValueError(f"unknown {type(self).__name__} argument(s) {sorted(unknown)}; valid arguments: {valid}")
         max_turns = require_int("max_turns", max_turns, low=1)
         image_search_limit = require_int("image_search_limit", image_search_limit, low=0)
         text_search_limit = require_int("text_search_limit", text_search_limit, low=0)
