@@ -207,3 +207,10 @@ def test_closing_the_envs_leaves_the_callers_search_backend_open(tmp_path, recor
     first = evaluate(RAGWorkflowAgent(), RunSpec(samples, replay), tmp_path / "a", batch_size=2)
     assert evaluate(RAGWorkflowAgent(), RunSpec(samples, replay), tmp_path / "b") == first  # same backend again
     replay.close()
+
+
+def test_resume_with_other_grammar_rules_is_refused(tmp_path):
+    samples, backend = build_tiny_world()
+    evaluate(RAGWorkflowAgent(), RunSpec(samples, backend), tmp_path)
+    with pytest.raises(RunMismatch, match=r"env\.rules was \"mmsearch_r1\", now \"lenient\""):
+        evaluate(RAGWorkflowAgent(), RunSpec(samples, backend, env_kwargs={"rules": "lenient"}), tmp_path)

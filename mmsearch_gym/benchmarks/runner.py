@@ -110,6 +110,7 @@ def build_manifest(spec: RunSpec, agent: Agent, env: gym.Env) -> dict[str, Any]:
             "prompt_style": unwrapped.prompt_style,
             "top_k": unwrapped.top_k,
             "max_action_chars": unwrapped.max_action_chars,
+            "rules": unwrapped.rules.name,
         },
         "seed": spec.seed,
         "agent": _agent_card(agent),
