@@ -31,7 +31,7 @@ def test_http_dates_and_unreadable_values() -> None:
     future = email.utils.formatdate(time.time() + 120, usegmt=True)
     assert 100 < (retry_after_seconds(future) or 0) <= 121
     assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past: no wait
-    for unreadable in (None, "", "soon", "nan", "Wed, 99 Foo 2015"):
+    for unreadable in (None, "", "soon", "nan", "inf", "-inf", "Wed, 99 Foo 2015"):
         assert retry_after_seconds(unreadable) is None
     assert retry_after_seconds("-5") == 0.0
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -69,7 +70,7 @@ def retry_after_seconds(value: str | None) -> float | None:
     except ValueError:
         pass
     else:
-        return max(0.0, seconds) if seconds == seconds else None  # NaN is unreadable
+        return max(0.0, seconds) if math.isfinite(seconds) else None  # "nan" and "inf" are unreadable
     try:
         return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
     except (TypeError, ValueError, OverflowError):
