@@ -119,8 +119,8 @@ class LLMJudge:
         self.endpoint = self._chat.endpoint
         """The endpoint as shown in errors: no user info, query or fragment."""
         self.include_image = include_image
-        self.temperature = temperature
-        self.max_tokens = max_tokens
+        self.temperature = require_number("temperature", temperature, low=0.0, high=2.0)
+        self.max_tokens = None if max_tokens is None else require_int("max_tokens", max_tokens, low=1)
         self.extra_body = dict(extra_body or {})
         self._lock = threading.Lock()
         self.cache_hits = 0

@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from typing import Mapping
 
-from mmsearch_gym.checks import require_number
+from mmsearch_gym.checks import require_int, require_number
 
 SERPAPI_PREFIX = "serpapi/"
 #: USD per 1,000 SerpApi searches (the ~$75 / 5,000 searches plan); override per meter.
@@ -52,8 +52,7 @@ class UsageMeter:
     def record(self, engine: str, n: int = 1) -> None:
         if not isinstance(engine, str) or not engine:
             raise ValueError(f"engine must be a non-empty string, got {engine!r}")
-        if not isinstance(n, int) or n < 0:
-            raise ValueError(f"n must be an int >= 0, got {n!r}")
+        n = require_int("n", n, low=0)
         with self._lock:
             self._calls[engine] = self._calls.get(engine, 0) + n
 
