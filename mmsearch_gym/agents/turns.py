@@ -1,10 +1,13 @@
-"""Small helpers to read an observation the way scripted agents need it."""
+"""Small helpers to read an observation the way scripted agents need it; the turn builders live in
+`mmsearch_gym.envs.grammar` (re-exported here), so trainers can use them without importing agents."""
 
 from __future__ import annotations
 
 from mmsearch_gym.agents.base import Observation
 from mmsearch_gym.agents.messages import assistant_turns  # noqa: F401 - re-exported for scripted agents
-from mmsearch_gym.envs.grammar import ANSWER_CLOSE, ANSWER_OPEN, IMAGE_SEARCH_ACTION, TEXT_SEARCH_CLOSE, TEXT_SEARCH_OPEN
+from mmsearch_gym.envs.grammar import answer_turn, image_search_turn, text_search_turn
+
+__all__ = ["answer_turn", "assistant_turns", "image_search_turn", "last_user_text", "message_text", "text_search_turn"]
 
 
 def message_text(message: dict) -> str:
@@ -17,14 +20,3 @@ def last_user_text(obs: Observation) -> str:
             return message_text(message)
     return ""
 
-
-def answer_turn(reason: str, answer: str) -> str:
-    return f"<reason>{reason}</reason>{ANSWER_OPEN}{answer}{ANSWER_CLOSE}"
-
-
-def image_search_turn(reason: str) -> str:
-    return f"<reason>{reason}</reason>{IMAGE_SEARCH_ACTION}"
-
-
-def text_search_turn(reason: str, query: str) -> str:
-    return f"<reason>{reason}</reason>{TEXT_SEARCH_OPEN}{query}{TEXT_SEARCH_CLOSE}"

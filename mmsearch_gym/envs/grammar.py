@@ -79,6 +79,22 @@ class Action:
         return self.kind in ("image_search", "text_search")
 
 
+# ---------------------------------------------------------------------------- writing a turn
+# Well-formed turns under every rule set; scripted agents and trainers build their turns with these.
+
+def answer_turn(reason: str, answer: str) -> str:
+    return f"{REASON_OPEN}{reason}{REASON_CLOSE}{ANSWER_OPEN}{answer}{ANSWER_CLOSE}"
+
+
+def image_search_turn(reason: str) -> str:
+    return f"{REASON_OPEN}{reason}{REASON_CLOSE}{IMAGE_SEARCH_ACTION}"
+
+
+def text_search_turn(reason: str, query: str) -> str:
+    """A text-search turn; the query must hold no newline (the official trigger reads one line)."""
+    return f"{REASON_OPEN}{reason}{REASON_CLOSE}{TEXT_SEARCH_OPEN}{query}{TEXT_SEARCH_CLOSE}"
+
+
 # ------------------------------------------------------------------------------ linear scanners
 
 def last_lazy_match(text: str, open_tag: str, close_tag: str, *, single_line: bool = False) -> str | None:
