@@ -1,5 +1,6 @@
 """HTTP for every layer: secrets and redaction (`secrets`), the retry policy (`retry`), the bounded
-fetcher (`fetch`) and the one OpenAI-compatible chat client (`chat`).
+fetcher (`fetch`) and the one OpenAI-compatible chat client (`chat`). The rules in one page:
+docs/http.md.
 
 Ground layer: imports nothing of ours but `mmsearch_gym.checks`. httpx and tenacity are needed only
 when the submodules are imported, so `import mmsearch_gym.net` stays cheap and dependency-free.
