@@ -108,7 +108,7 @@ def test_listing_len_and_stats(cache: SearchCache) -> None:
 @pytest.mark.parametrize("args, message", [
     (("", "text", "q", 5), "backend_id must be a non-empty string"),
     ((BACKEND, "video", "q", 5), "'video'"),
-    ((BACKEND, "text", "q", 0), "top_k must be a positive integer, got 0"),
+    ((BACKEND, "text", "q", 0), "top_k must be an int >= 1, got 0"),
     ((BACKEND, "text", "q", True), "got True"),
     ((BACKEND, "image", "photo.png", 5), "'photo.png'"),
     ((BACKEND, "text", b"q", 5), "text query must be a string"),

@@ -1,8 +1,9 @@
 """The replay hot path's two helpers: the thread's SQLite handle and the memo of parsed hits.
 
 Why: a replayed search is one indexed SELECT plus, when the stored bytes equal those of a recent hit,
-no parsing at all (perf/cache_hit.py measures it against a raw SELECT). Kept apart from `store` so the
-store reads as the cache's API.
+no parsing at all (perf/cache_hit.py measures it against a raw SELECT). Thumbnail bytes are
+content-addressed and immutable, so they are kept with the parsed entry; thumbnails are handed out as
+fresh `EncodedImage` objects that decode lazily on first access, so the memo never holds pixels.
 """
 
 from __future__ import annotations

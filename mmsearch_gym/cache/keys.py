@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from mmsearch_gym.checks import require_int
 from mmsearch_gym.imaging import load_rgb
 from mmsearch_gym.search.keys import image_digest, normalize_query, query_digest
 from mmsearch_gym.search.types import QueryImage
@@ -58,9 +59,7 @@ def check_backend_id(backend_id: object) -> str:
 
 
 def check_top_k(top_k: object) -> int:
-    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
-        raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
-    return int(top_k)
+    return require_int("top_k", top_k, low=1)
 
 
 def check_kind(kind: object) -> str:

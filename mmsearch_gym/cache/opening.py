@@ -78,7 +78,7 @@ def cache_content_sha256(cache: SearchCache) -> str:
 
 
 def _identity(directory: Path, expected_sha256: str) -> tuple[object, ...]:
-    files = sorted(directory.glob(DATABASE_FILE + "*"))
+    files = [file for file in sorted(directory.glob(DATABASE_FILE + "*")) if not file.name.endswith("-shm")]
     return (str(directory.resolve()), expected_sha256,
             tuple((file.name, file.stat().st_size, file.stat().st_mtime_ns) for file in files))
 

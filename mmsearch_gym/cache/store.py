@@ -13,13 +13,9 @@ evaluation workers) can read and write at once, with transactions. How it is use
 - Eviction is off: a recorded cache is data, not a best-effort cache, and must not silently lose entries.
 - Recording is first-writer-wins (`add`): when several processes record the same search at once,
   the first stored result stays and every writer gets it back, so what each run saw is what replays.
-- The backend ids are kept in metadata (``meta|backend_ids``), updated with every write, so opening a
-  cache for replay does not walk every key.
-- A hit reads the entry with one indexed SELECT and, when its bytes equal those of a recent hit, reuses
-  the already parsed result (thumbnail bytes are content-addressed and immutable, so they are kept
-  with it). Every hit still reads the database, so entries rewritten by another process are seen.
-  Thumbnails are handed out as fresh `EncodedImage` objects that decode lazily on first access, so
-  the memo never holds decoded pixels.
+- The backend ids are kept in metadata (`metadata`), so opening a cache for replay is O(1).
+- A hit is one indexed SELECT; a parsed result is reused while its stored bytes stay the same
+  (`hits`), and every hit still reads the database, so rewrites by another process are seen.
 """
 
 from __future__ import annotations
@@ -34,46 +30,18 @@ from typing import Any, Iterator
 import diskcache
 from diskcache.core import MODE_RAW
 
-from mmsearch_gym.cache.disk import (
-    DATABASE_FILE,
-    BytesOnlyDisk,
-    UnsafeValue,
-    database_error,
-    refuse_empty_database,
-)
+from mmsearch_gym.cache.disk import DATABASE_FILE, BytesOnlyDisk, UnsafeValue, database_error, refuse_empty_database
 from mmsearch_gym.cache.hits import ConnectionHandle, Hit
 from mmsearch_gym.cache.keys import (
-    ENTRY_PREFIX,
-    IMAGE_PREFIX,
-    cached_query_digest,
-    entry_key,
-    image_blob_key,
-    query_identity,
+    ENTRY_PREFIX, IMAGE_PREFIX, cached_query_digest, entry_key, image_blob_key, query_identity,
 )
-from mmsearch_gym.cache.listing import (
-    CacheEntry,
-    CacheStats,
-    key_parts,
-    scan_backend_ids,
-    summarize,
-)
+from mmsearch_gym.cache.listing import CacheEntry, CacheStats, key_parts, scan_backend_ids, summarize
 from mmsearch_gym.cache.metadata import (
-    BACKEND_IDS_KEY,
-    CACHE_FORMAT,
-    CACHE_FORMAT_VERSION,
-    FORMAT_KEY,
-    FORMAT_VALUE,
-    check_format_marker,
-    decode_backend_ids,
-    encode_backend_ids,
+    BACKEND_IDS_KEY, CACHE_FORMAT, CACHE_FORMAT_VERSION, FORMAT_KEY, FORMAT_VALUE, check_format_marker,
+    decode_backend_ids, encode_backend_ids,
 )
 from mmsearch_gym.cache.serialize import (
-    check_image_blob,
-    decode_stored_entry,
-    encode_entry,
-    sha256_hex,
-    unwrap_entry,
-    wrap_entry,
+    check_image_blob, decode_stored_entry, encode_entry, sha256_hex, unwrap_entry, wrap_entry,
 )
 from mmsearch_gym.checks import require_int
 from mmsearch_gym.search.errors import CorruptCacheEntry
