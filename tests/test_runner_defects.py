@@ -214,3 +214,15 @@ def test_resume_with_other_grammar_rules_is_refused(tmp_path):
     evaluate(RAGWorkflowAgent(), RunSpec(samples, backend), tmp_path)
     with pytest.raises(RunMismatch, match=r"env\.rules was \"mmsearch_r1\", now \"lenient\""):
         evaluate(RAGWorkflowAgent(), RunSpec(samples, backend, env_kwargs={"rules": "lenient"}), tmp_path)
+
+
+def test_an_act_batch_that_returns_a_string_instead_of_a_list_is_an_error(tmp_path):
+    samples, backend = build_tiny_world()
+
+    class OneString(FixedLengthBatch):
+        def act_batch(self, observations, infos):  # type: ignore[override]
+            return _answer("blue")
+
+    metrics = evaluate(OneString(0), RunSpec(samples, backend), tmp_path, batch_size=2)
+    assert metrics["episodes"] == 2 and metrics["agent_errors"] == 2
+    assert "act_batch returned a str, not a list for 2 episode(s)" in RecordsFile(tmp_path / "episodes.jsonl").records[0]["error"]

@@ -190,13 +190,11 @@ def _checked(agent: Agent, action: object) -> str | Exception:
 def _checked_batch(agent: Agent, actions: object, expected: int) -> list[str | Exception]:
     """The batch's actions, each checked; a result of the wrong length or type is an error in every
     episode of the batch (actions cannot be matched to episodes), never a silently shorter batch."""
-    got = len(actions) if isinstance(actions, (list, tuple)) else None
-    if got != expected:
-        what = f"{got} action(s)" if got is not None else f"a {type(actions).__name__}, not a list"
-        error = AgentError(f"agent {_agent_name(agent)!r}: act_batch returned {what} for {expected} episode(s)")
-        return [error] * expected
-    assert isinstance(actions, (list, tuple))
-    return [action if isinstance(action, Exception) else _checked(agent, action) for action in actions]
+    if isinstance(actions, (list, tuple)) and len(actions) == expected:
+        return [action if isinstance(action, Exception) else _checked(agent, action) for action in actions]
+    what = f"{len(actions)} action(s)" if isinstance(actions, (list, tuple)) else f"a {type(actions).__name__}, not a list"
+    error = AgentError(f"agent {_agent_name(agent)!r}: act_batch returned {what} for {expected} episode(s)")
+    return [error] * expected
 
 
 def _act(agent: Agent, slots: Sequence[EpisodeSlot]) -> list[str | Exception]:
