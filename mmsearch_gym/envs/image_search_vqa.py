@@ -22,13 +22,13 @@ from gymnasium import spaces
 from mmsearch_gym.checks import require_int
 from mmsearch_gym.data.sample import VQASample
 from mmsearch_gym.data.suites import resolve_dataset, suite_cache_bundle
+from mmsearch_gym.envs import vector  # noqa: F401 - lets AsyncVectorEnv share ObservationSpace batches
 from mmsearch_gym.envs.grammar import Action
 from mmsearch_gym.envs.prompts import PROMPT_STYLES, PromptSet, resolve_prompts
 from mmsearch_gym.envs.reward import RewardConfig, compute_reward, score_answer
 from mmsearch_gym.envs.rules import DEFAULT_RULES, RuleSet, resolve_rules
 from mmsearch_gym.envs.search_config import resolve_search
 from mmsearch_gym.envs.spaces import ChatMessages, ObservationSpace, RGBImage, UnicodeText
-from mmsearch_gym.envs import vector  # noqa: F401 - lets AsyncVectorEnv share ObservationSpace batches
 from mmsearch_gym.envs.types import ChatMessage, ContentPart, SearchCall, SearchOutcome, StepInfo, TextPart
 from mmsearch_gym.search.errors import CacheMiss, CorruptCacheEntry
 from mmsearch_gym.search.render import Segment, render_results
