@@ -28,8 +28,8 @@ from tiny_vlm_small_vocab import (  # noqa: E402
 )
 from typer.testing import CliRunner  # noqa: E402
 
-from mmsearch_gym.agents.hf import load_processor  # noqa: E402
 from mmsearch_gym.commands.train import app  # noqa: E402
+from mmsearch_gym.hf import load_processor  # noqa: E402
 from mmsearch_gym.trainers.config import ConfigError, GRPORunConfig, from_dict, load_config  # noqa: E402
 from mmsearch_gym.trainers.env_tools import (  # noqa: E402
     ENDED,
@@ -189,10 +189,11 @@ def test_grpo_three_steps_on_cpu_with_resume(small_vlm: Path, tmp_path: Path) ->
     assert set(saved) == set(resumed) and all(torch.equal(saved[name], resumed[name]) for name in saved)
     assert not all(torch.equal(saved[name], probe.rollouts[0]["weights"][name]) for name in saved)
 
-    # the rewards TRL optimises are the env rewards; the penalty warm-up follows the trainer step
+    # the rewards TRL optimises are the env rewards; the penalty warm-up (-p at step 0 to +p at step 2,
+    # as MMSearch-R1's trainer) follows the trainer step
     for rollout, rewards in zip(probe.rollouts, probe.rewards):
         assert rewards[:, 0].tolist() == pytest.approx(rollout["env_reward"])
-        penalty = 0.1 * min(1.0, rollout["step"] / 2)
+        penalty = 0.1 * (2 * min(1.0, rollout["step"] / 2) - 1)
         for value, searches, score in zip(rollout["env_reward"], rollout["env_searches"], rollout["env_score"]):
             expected = 0.9 * score * ((1 - penalty) if searches else 1.0) + 0.1
             assert value == pytest.approx(expected)

@@ -30,7 +30,7 @@ from tiny_vlm_small_vocab import (  # noqa: E402
     text_search,
 )
 
-from mmsearch_gym.agents.hf import load_processor  # noqa: E402
+from mmsearch_gym.hf import load_processor  # noqa: E402
 from mmsearch_gym.trainers.rollout import (  # noqa: E402
     EpisodeRollout,
     RolloutCollector,
@@ -113,8 +113,11 @@ def _check_episode(episode: EpisodeRollout, collector: RolloutCollector, recorde
 def test_trainers_import_without_torch() -> None:
     code = ("import sys, mmsearch_gym.trainers, mmsearch_gym.trainers.config, mmsearch_gym.trainers.rollout, "
             "mmsearch_gym.trainers.dialog, mmsearch_gym.trainers.environment, mmsearch_gym.trainers.env_tools, "
-            "mmsearch_gym.commands.train; "
-            "assert 'torch' not in sys.modules and 'trl' not in sys.modules, sorted(sys.modules)")
+            "mmsearch_gym.trainers.sampling, mmsearch_gym.trainers.episodes, mmsearch_gym.hf; "
+            "assert 'torch' not in sys.modules and 'trl' not in sys.modules, sorted(sys.modules); "
+            "agents = [m for m in sys.modules if m.startswith('mmsearch_gym.agents')]; "
+            "assert not agents, agents; import mmsearch_gym.commands.train; "
+            "assert 'torch' not in sys.modules and 'trl' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

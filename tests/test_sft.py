@@ -15,8 +15,8 @@ from safetensors.torch import load_file  # noqa: E402
 from tiny_vlm_small_vocab import build_small_vocab_vlm, forcing_factory, oracle_script, synth_env  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
-from mmsearch_gym.agents.hf import load_processor  # noqa: E402
 from mmsearch_gym.commands.train import app  # noqa: E402
+from mmsearch_gym.hf import load_processor  # noqa: E402
 from mmsearch_gym.trainers.metrics_log import read_metrics  # noqa: E402
 from mmsearch_gym.trainers.rollout import RolloutCollector, SamplingSettings  # noqa: E402
 from mmsearch_gym.trainers.sft import TrajectoryCollator, load_episodes, replay, trajectory_dataset  # noqa: E402

@@ -95,7 +95,7 @@ def build_tiny_qwen2_5_vl(out_dir: str | Path, seed: int = 0, max_image_tokens: 
     from transformers import GenerationConfig, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-    from mmsearch_gym.agents.hf import without_video_processor
+    from mmsearch_gym.hf.processor import without_video_processor
 
     # 28x28 pixels per merged image token: images are resized to 4..max_image_tokens tokens.
     image_processor = Qwen2VLImageProcessorPil(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * max_image_tokens)

@@ -5,241 +5,50 @@ Why this shape:
   weights; the card's weight hash then says exactly which weights produced a run.
 - `act_batch` renders every episode's dialog with the processor's chat template and runs one
   left-padded `generate` call (per `max_batch_size` chunk), so many episodes share a forward pass.
-- Generation stops at the end of the first action tag (`stopping.py`) and never emits vision
-  special tokens (`<|image_pad|>`, `<|video_pad|>`, `<|vision_start|>`, …): a sampled `<|video_pad|>`
-  crashes Qwen2.5-VL's rope-index computation on the next turn (docs/trl-multiturn-vlm.md).
+- A turn is generated exactly as the trainers' rollout generates it (`mmsearch_gym.hf`): the same
+  `GenerationConfig` (eos ids, pad id, no checkpoint defaults), the same stop criterion (end of the
+  first action tag) and the same suppression of vision special tokens (`<|image_pad|>`,
+  `<|video_pad|>`, `<|vision_start|>`, …: a sampled `<|video_pad|>` crashes Qwen2.5-VL's rope-index
+  computation on the next turn, docs/trl-multiturn-vlm.md).
 - The processor's `mm_token_type_ids` (Qwen2.5-VL) is passed to `generate` with everything else
   the processor returns; without it image tokens silently get 1-D positions.
-- Without torchvision (the CPU torch build here), `AutoProcessor` cannot build a video processor and
-  fails for Qwen-VL models; `load_processor` then builds the same processor class without its video
-  processor (images are all an episode has).
 
-torch and transformers are imported inside functions so that this module imports without them.
+The model-folder, processor and generation helpers that used to live here are re-exported from
+`mmsearch_gym.hf` so old imports keep working. torch and transformers are imported inside functions
+so that this module imports without them.
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import importlib.util
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from mmsearch_gym.agents.base import AgentBase, Observation
 from mmsearch_gym.agents.messages import to_hf_messages
 from mmsearch_gym.agents.stopping import ACTION_STOP_STRINGS, StopChecker, truncate_at_stop
+from mmsearch_gym.checks import require_int
+from mmsearch_gym.hf.generation import GenerationSettings, build_generation_config, suppress_tokens_processor
+from mmsearch_gym.hf.model_files import (  # noqa: F401 - re-exported (public import path)
+    FULL_HASH_LIMIT_BYTES,
+    local_model_dir,
+    sha256_text,
+    weights_fingerprint,
+)
+from mmsearch_gym.hf.processor import (  # noqa: F401 - re-exported (public import path)
+    VISION_SPECIAL_TOKENS,
+    chat_template_of,
+    load_processor,
+    vision_token_ids,
+    without_video_processor,
+)
+from mmsearch_gym.hf.stopping import stop_criteria
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-VISION_SPECIAL_TOKENS: tuple[str, ...] = (
-    "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>",
-    "<image>", "<video>", "<|image|>", "<|video|>",
-)
-"""Vision placeholder/delimiter tokens that are suppressed in generation when the tokenizer has them."""
-
-_VISION_TOKEN_CONFIG_KEYS = ("image_token_id", "video_token_id", "image_token_index", "video_token_index",
-                             "vision_start_token_id", "vision_end_token_id")
-_WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.gguf")
-FULL_HASH_LIMIT_BYTES = 4 * 2**30
-"""Weights up to this size are hashed in full; above it `weights_fingerprint` samples (see there)."""
-_EDGE_BYTES = 2**20
 _DTYPE_NAMES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
                 "float16": "float16", "fp16": "float16", "half": "float16"}
 
-
-# ------------------------------------------------------------------------------------------ files
-
-def local_model_dir(model_path: str | Path) -> Path:
-    """The model directory as a resolved Path; a clear error when it is not a local model folder."""
-    if not isinstance(model_path, (str, Path)) or not str(model_path):
-        raise ValueError(f"model_path must be a local directory path, got {model_path!r}")
-    path = Path(model_path).expanduser()
-    if not path.is_dir():
-        raise FileNotFoundError(f"model_path {str(model_path)!r} is not a local directory (model agents load "
-                                "local files only; download the model first)")
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"model_path {str(model_path)!r} has no config.json; is it a model folder?")
-    return path.resolve()
-
-
-def _weight_files(path: Path) -> list[Path]:
-    for pattern in _WEIGHT_PATTERNS:
-        files = sorted(path.glob(pattern))
-        if files:
-            return files
-    return []
-
-
-def _sha256_file(path: Path, hasher: Any) -> None:
-    with path.open("rb") as handle:
-        for block in iter(functools.partial(handle.read, 2**22), b""):
-            hasher.update(block)
-
-
-def weights_fingerprint(model_path: str | Path, full_hash_limit: int = FULL_HASH_LIMIT_BYTES) -> dict[str, Any]:
-    """A hash identifying the model's weights, for the run manifest.
-
-    method "sha256": SHA-256 over every weight file (name, then bytes, files in name order); used
-    when the files total at most `full_hash_limit` bytes. method "sampled" (bigger models, where
-    reading every byte would take minutes): SHA-256 over config.json, then each file's name, size
-    and first and last MiB. A fine-tune rewrites every tensor, so the sampled bytes change with
-    it; only edits confined to the middle of a file would go unnoticed. Weight files are
-    `*.safetensors` (else `*.bin`, `*.pt`, `*.pth`, `*.gguf`) at the top of the folder.
-    """
-    path = Path(model_path)
-    files = _weight_files(path)
-    total = sum(file.stat().st_size for file in files)
-    hasher = hashlib.sha256()
-    if not files:
-        return {"method": "none", "sha256": None, "files": 0, "bytes": 0}
-    if total <= full_hash_limit:
-        method = "sha256"
-        for file in files:
-            hasher.update(f"{file.name}\0".encode())
-            _sha256_file(file, hasher)
-    else:
-        method = "sampled"
-        config = path / "config.json"
-        hasher.update(config.read_bytes() if config.is_file() else b"")
-        for file in files:
-            size = file.stat().st_size
-            hasher.update(f"\0{file.name}\0{size}\0".encode())
-            with file.open("rb") as handle:
-                hasher.update(handle.read(_EDGE_BYTES))
-                handle.seek(max(0, size - _EDGE_BYTES))
-                hasher.update(handle.read(_EDGE_BYTES))
-    return {"method": method, "sha256": hasher.hexdigest(), "files": len(files), "bytes": total}
-
-
-def sha256_text(text: str | None) -> str | None:
-    return None if text is None else hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-# -------------------------------------------------------------------------------------- processor
-
-def without_video_processor(processor_class: Any) -> Any:
-    """A subclass of `processor_class` whose sub-processors exclude the video processor.
-
-    `ProcessorMixin` builds and checks one sub-processor per entry of `get_attributes()`; dropping
-    the video entry lets Qwen-VL processors load and run on images without torchvision.
-    """
-    attributes = [name for name in processor_class.get_attributes() if "video" not in name]
-    return type(processor_class.__name__, (processor_class,), {
-        "__module__": processor_class.__module__,
-        "__doc__": f"{processor_class.__name__} without its video processor (no torchvision needed).",
-        "get_attributes": classmethod(lambda cls: list(attributes)),
-    })
-
-
-def _processor_class_name(path: Path) -> str | None:
-    for name in ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json"):
-        file = path / name
-        if file.is_file():
-            value = json.loads(file.read_text(encoding="utf-8")).get("processor_class")
-            if value:
-                return value
-    config = path / "config.json"
-    model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type") if config.is_file() else None
-    from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
-
-    return PROCESSOR_MAPPING_NAMES.get(model_type) if model_type else None
-
-
-def load_processor(model_path: str | Path, **kwargs: Any) -> Any:
-    """The model's processor from local files; without torchvision, the same class minus its video
-    processor. `kwargs` go to `from_pretrained` (e.g. `max_pixels` for Qwen-VL image processors)."""
-    from transformers import AutoProcessor
-
-    path = local_model_dir(model_path)
-    if importlib.util.find_spec("torchvision") is not None:
-        return AutoProcessor.from_pretrained(path, local_files_only=True, **kwargs)
-    class_name = _processor_class_name(path)
-    if class_name is None:
-        return AutoProcessor.from_pretrained(path, local_files_only=True, **kwargs)
-    from transformers.models.auto.processing_auto import processor_class_from_name
-
-    processor_class: Any = processor_class_from_name(class_name)
-    if processor_class is None:
-        raise ValueError(f"processor class {class_name!r} named in {str(path)!r} is not in transformers")
-    return without_video_processor(processor_class).from_pretrained(path, local_files_only=True, **kwargs)
-
-
-def chat_template_of(processor: Any) -> str | None:
-    template = getattr(processor, "chat_template", None)
-    if template is None:
-        template = getattr(getattr(processor, "tokenizer", None), "chat_template", None)
-    if isinstance(template, Mapping):  # named templates: the default one renders our prompts
-        template = template.get("default")
-    return template if isinstance(template, str) else None
-
-
-def vision_token_ids(processor: Any, model_config: Any = None) -> list[int]:
-    """Ids of the vision special tokens known to the tokenizer (and named in the model config)."""
-    tokenizer = getattr(processor, "tokenizer", processor)
-    vocab = tokenizer.get_vocab()
-    ids = {vocab[token] for token in VISION_SPECIAL_TOKENS if token in vocab}
-    for attribute in ("image_token", "video_token"):
-        token = getattr(processor, attribute, None)
-        if isinstance(token, str) and token in vocab:
-            ids.add(vocab[token])
-    configs = [model_config, getattr(model_config, "text_config", None)] if model_config is not None else []
-    for config in configs:
-        for key in _VISION_TOKEN_CONFIG_KEYS:
-            value = getattr(config, key, None)
-            if isinstance(value, int) and value >= 0:
-                ids.add(value)
-    return sorted(ids)
-
-
-# -------------------------------------------------------------------------------------- stopping
-
-@functools.lru_cache(maxsize=1)
-def _stop_criteria_class() -> type:
-    import torch
-    from transformers import StoppingCriteria
-
-    class ActionStopCriteria(StoppingCriteria):
-        """Stops each row once its *generated* text contains a stop string (the prompt is never
-        looked at: earlier turns in it end with the same tags)."""
-
-        def __init__(self, tokenizer: Any, checker: StopChecker, prompt_length: int) -> None:
-            self.tokenizer = tokenizer
-            self.checker = checker
-            self.prompt_length = prompt_length
-
-        def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
-            start = max(self.prompt_length, input_ids.shape[1] - self.checker.tail_tokens)
-            tails = self.tokenizer.batch_decode(input_ids[:, start:], skip_special_tokens=True)
-            return torch.tensor([self.checker.hit(tail) for tail in tails], dtype=torch.bool,
-                                device=input_ids.device)
-
-    return ActionStopCriteria
-
-
-@functools.lru_cache(maxsize=1)
-def _suppress_processor_class() -> type:
-    import torch
-    from transformers import LogitsProcessor
-
-    class SuppressTokens(LogitsProcessor):
-        """Sets the logits of `token_ids` to -inf. Ours rather than `bad_words_ids` or
-        `suppress_tokens`: those build a vocabulary-sized mask every step, which on a 152k
-        vocabulary costs more than the tiny test model's whole forward pass."""
-
-        def __init__(self, token_ids: Sequence[int]) -> None:
-            self.token_ids = torch.tensor(list(token_ids), dtype=torch.long)
-
-        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-            ids = self.token_ids.to(scores.device)
-            ids = ids[ids < scores.shape[-1]]
-            return scores.index_fill_(-1, ids, float("-inf"))  # a per-step copy of the logits
-
-    return SuppressTokens
-
-
-# ----------------------------------------------------------------------------------------- agent
 
 def _resolve_device(device: str) -> str:
     import torch
@@ -269,15 +78,6 @@ def _resolve_dtype(dtype: Any, device: str) -> torch.dtype:
     if isinstance(dtype, str) and dtype.lower() in _DTYPE_NAMES:
         return getattr(torch, _DTYPE_NAMES[dtype.lower()])
     raise ValueError(f"dtype must be 'auto', 'float32', 'bfloat16', 'float16' or a torch.dtype, got {dtype!r}")
-
-
-def _check_number(name: str, value: Any, low: float, integer: bool = False, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or value < low:
-        kind = "an integer" if integer else "a number"
-        raise ValueError(f"{name} must be {kind} >= {low}, got {value!r}")
 
 
 class TransformersAgent(AgentBase):
@@ -324,21 +124,18 @@ class TransformersAgent(AgentBase):
     ) -> None:
         import torch
         import transformers
-        from transformers import AutoModelForImageTextToText, GenerationConfig
+        from transformers import AutoModelForImageTextToText
 
-        _check_number("max_new_tokens", max_new_tokens, 1, integer=True)
-        _check_number("temperature", temperature, 0.0)
-        _check_number("top_k", top_k, 0, integer=True)
-        _check_number("repetition_penalty", repetition_penalty, 0.0)
-        _check_number("max_batch_size", max_batch_size, 1, integer=True, allow_none=True)
-        _check_number("seed", seed, 0, integer=True, allow_none=True)
-        if isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0.0 < top_p <= 1.0:
-            raise ValueError(f"top_p must be a number in (0, 1], got {top_p!r}")
+        self.settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                                           top_k=top_k, repetition_penalty=repetition_penalty,
+                                           max_batch_size=max_batch_size)
+        if seed is not None:
+            seed = require_int("seed", seed, low=0)
         self.model_path = local_model_dir(model_path)
         self.device = _resolve_device(device)
         self.dtype = _resolve_dtype(dtype, self.device)
         self.checker = StopChecker(stop if stop is not None else ())
-        self.max_batch_size = max_batch_size
+        self.max_batch_size = self.settings.max_batch_size
         self.seed = seed
         self.processor_kwargs = dict(processor_kwargs or {})
         self.chat_template_kwargs = dict(chat_template_kwargs or {})
@@ -361,34 +158,12 @@ class TransformersAgent(AgentBase):
         model: Any = AutoModelForImageTextToText.from_pretrained(self.model_path, **model_kwargs)
         self.model: Any = model.to(self.device).eval()
 
-        original = self.model.generation_config
-        eos = original.eos_token_id if original.eos_token_id is not None else self.tokenizer.eos_token_id
-        pad = original.pad_token_id if original.pad_token_id is not None else self.tokenizer.pad_token_id
-        if pad is None:
-            pad = eos[0] if isinstance(eos, list) else eos
         self.suppressed_token_ids = vision_token_ids(self.processor, self.model.config) \
             if suppress_vision_tokens else []
-        sampling = temperature > 0
-        self.generation_params: dict[str, Any] = {
-            "max_new_tokens": max_new_tokens,
-            "do_sample": sampling,
-            "temperature": float(temperature) if sampling else None,
-            "top_p": float(top_p) if sampling else None,
-            "top_k": int(top_k) if sampling else None,
-            "repetition_penalty": float(repetition_penalty),
-            "seed": seed,
-        }
-        # Replace the checkpoint's generation defaults (Qwen ships e.g. repetition_penalty=1.05,
-        # top_k=1): `generate` fills every unset field from `model.generation_config`, so only the
-        # token ids are kept from it and everything else is what the card says.
-        self.model.generation_config = GenerationConfig(
-            bos_token_id=original.bos_token_id, eos_token_id=eos, pad_token_id=pad,
-            max_new_tokens=max_new_tokens, do_sample=sampling,
-            temperature=self.generation_params["temperature"],  # None when greedy: unused there
-            top_p=self.generation_params["top_p"],
-            top_k=self.generation_params["top_k"],
-            repetition_penalty=float(repetition_penalty),
-        )
+        self.generation_params: dict[str, Any] = {**self.settings.sampling_fields(), "seed": seed}
+        # Installed for good: the checkpoint's own defaults must never apply (see hf.generation).
+        self.model.generation_config, self.special_ids = build_generation_config(
+            self.settings, self.model.generation_config, self.tokenizer)
         self._calls = 0
         self._torch = torch
         self._versions = {"transformers": transformers.__version__, "torch": torch.__version__}
@@ -440,14 +215,13 @@ class TransformersAgent(AgentBase):
                     value = value.to(self.dtype)
             batch[key] = value
         prompt_length = batch["input_ids"].shape[1]
-        criteria = [_stop_criteria_class()(self.tokenizer, self.checker, prompt_length)] \
-            if self.checker.stop else []
-        if self.generation_params["do_sample"] and self.seed is not None:
+        criteria = stop_criteria(self.tokenizer, self.checker, prompt_length)
+        if self.settings.do_sample and self.seed is not None:
             torch.manual_seed(self.seed + self._calls)
         self._calls += 1
         from transformers import LogitsProcessorList, StoppingCriteriaList
 
-        processors = [_suppress_processor_class()(self.suppressed_token_ids)] if self.suppressed_token_ids else []
+        processors = suppress_tokens_processor(self.suppressed_token_ids)
         with torch.inference_mode():
             output = self.model.generate(**batch, stopping_criteria=StoppingCriteriaList(criteria),
                                          logits_processor=LogitsProcessorList(processors))

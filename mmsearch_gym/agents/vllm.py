@@ -21,16 +21,11 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from mmsearch_gym.agents.base import AgentBase, Observation
-from mmsearch_gym.agents.hf import (
-    VISION_SPECIAL_TOKENS,
-    chat_template_of,
-    load_processor,
-    local_model_dir,
-    sha256_text,
-    weights_fingerprint,
-)
 from mmsearch_gym.agents.messages import to_hf_messages
 from mmsearch_gym.agents.stopping import ACTION_STOP_STRINGS, check_stop_strings, truncate_at_stop
+from mmsearch_gym.checks import require_int, require_number
+from mmsearch_gym.hf.model_files import local_model_dir, sha256_text, weights_fingerprint
+from mmsearch_gym.hf.processor import VISION_SPECIAL_TOKENS, chat_template_of, load_processor
 
 DEFAULT_MAX_IMAGES = 16
 """Images per prompt vLLM reserves room for by default (question image + 5 thumbnails per image
@@ -90,21 +85,16 @@ class VLLMAgent(AgentBase):
         except ImportError as error:
             raise ImportError("VLLMAgent needs vLLM, which runs on CUDA GPUs only: "
                               "pip install 'mmsearch-gym[vllm]'") from error
-        for label, value, low in (("max_new_tokens", max_new_tokens, 1), ("max_images_per_prompt",
-                                  max_images_per_prompt, 1), ("tensor_parallel_size", tensor_parallel_size, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{label} must be an integer >= {low}, got {value!r}")
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature < 0:
-            raise ValueError(f"temperature must be a number >= 0, got {temperature!r}")
-        if isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1:
-            raise ValueError(f"top_p must be a number in (0, 1], got {top_p!r}")
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or (top_k < 1 and top_k not in (-1, 0)):
-            raise ValueError(f"top_k must be -1/0 (off) or a positive integer, got {top_k!r}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-            raise ValueError(f"seed must be None or an integer >= 0, got {seed!r}")
-        if isinstance(gpu_memory_utilization, bool) or not isinstance(gpu_memory_utilization, (int, float)) \
-                or not 0 < gpu_memory_utilization <= 1:
-            raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization!r}")
+        for label, value in (("max_new_tokens", max_new_tokens), ("max_images_per_prompt", max_images_per_prompt),
+                             ("tensor_parallel_size", tensor_parallel_size)):
+            require_int(label, value, low=1)
+        temperature = require_number("temperature", temperature, low=0.0)
+        top_p = require_number("top_p", top_p, low=0.0, high=1.0, low_inclusive=False)
+        top_k = require_int("top_k", top_k, low=1, allow=(-1, 0))  # -1/0: off
+        if seed is not None:
+            seed = require_int("seed", seed, low=0)
+        gpu_memory_utilization = require_number("gpu_memory_utilization", gpu_memory_utilization, low=0.0,
+                                                high=1.0, low_inclusive=False)
 
         self.model_path = local_model_dir(model_path)
         self.stop = check_stop_strings(stop)

@@ -6,8 +6,11 @@ mmsearch_gym.trainers` never pulls in torch):
 - `config`: run configurations (dataclasses) and strict YAML loading.
 - `environment`: env factories from a config; synthetic samples with in-memory search.
 - `dialog`: token-level, turn-by-turn rendering of env dialogs with a VLM processor.
+- `sampling`: `SamplingSettings` (`hf.GenerationSettings` plus stop strings and vision-token suppression).
 - `rollout`: `RolloutCollector` (G episodes per sample: ids, masks, log-probs, images, rewards).
-- `grpo`: `MultiTurnGRPOTrainer`, `EnvRolloutFunc`, `env_reward`, `train_grpo`.
+- `episodes`: `EpisodeRollout` and the batches built from episodes (TRL's rollout output, training forward).
+- `grpo`: `MultiTurnGRPOTrainer`, `train_grpo`; `grpo_data`: the dataset, `env_reward`, `EnvRolloutFunc`;
+  `trl_internals`: the check of the TRL internals the trainer relies on.
 - `env_tools`: the env as TRL tools for `GRPOTrainer(environment_factory=...)`.
 - `sft`: SFT on recorded trajectories (`train_sft`).
 - `metrics_log`, `runs`: per-step JSONL metrics, resumption, run records.
@@ -24,13 +27,13 @@ from typing import Any
 
 _EXPORTS = {
     "ConfigError": "config", "EnvConfig": "config", "GRPORunConfig": "config", "SFTRunConfig": "config",
-    "SynthConfig": "config", "load_config": "config",
+    "SynthConfig": "config", "GenerationSettings": "config", "load_config": "config",
     "make_env_factory": "environment", "synth_world_search": "environment",
     "DialogTokenizer": "dialog",
-    "EpisodeRollout": "rollout", "RolloutCollector": "rollout", "SamplingSettings": "rollout",
-    "rollout_output": "rollout",
-    "EnvRolloutFunc": "grpo", "MultiTurnGRPOTrainer": "grpo", "env_reward": "grpo", "train_grpo": "grpo",
-    "verify_trl_internals": "grpo",
+    "EpisodeRollout": "episodes", "RolloutCollector": "rollout", "SamplingSettings": "sampling",
+    "rollout_output": "episodes",
+    "EnvRolloutFunc": "grpo_data", "MultiTurnGRPOTrainer": "grpo", "env_reward": "grpo_data", "train_grpo": "grpo",
+    "verify_trl_internals": "trl_internals",
     "EnvironmentFactory": "env_tools", "ImageSearchToolEnv": "env_tools", "tool_dataset": "env_tools",
     "training_step_callback": "env_tools",
     "TrajectoryCollator": "sft", "train_sft": "sft",

@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping, TypeVar, Union
 
+from mmsearch_gym.checks import require_int, require_number
 from mmsearch_gym.envs.reward import RewardConfig
+from mmsearch_gym.hf.generation import GenerationSettings
 
 T = TypeVar("T")
 
@@ -79,20 +81,6 @@ class EnvConfig:
 
 
 @dataclass
-class GenerationSettings:
-    """Sampling during rollouts. `max_new_tokens` is per assistant turn; a turn also ends at the
-    first closing action tag. `temperature` is also the one TRL divides logits by in the loss."""
-
-    max_new_tokens: int = 256
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    repetition_penalty: float = 1.0
-    max_batch_size: int | None = None
-    """Episodes per `generate` call (None: all live episodes at once)."""
-
-
-@dataclass
 class TrainingCommon:
     """Fields shared by GRPO and SFT runs."""
 
@@ -126,6 +114,9 @@ class GRPORunConfig(TrainingCommon):
 
     env: EnvConfig = field(default_factory=EnvConfig)
     generation: GenerationSettings = field(default_factory=GenerationSettings)
+    """Rollout sampling (`hf.GenerationSettings`: the agent and the rollout share it). `max_new_tokens` is
+    per assistant turn; a turn also ends at the first closing action tag. `temperature` is also the one
+    TRL divides logits by in the loss."""
     num_generations: int = 4
     """Group size G: episodes per sample; advantages are normalised within each group."""
     beta: float = 0.0
@@ -271,10 +262,14 @@ def load_config(path: str | Path, cls: type[T]) -> T:
 
 
 def _positive(name: str, value: Any, low: float, allow_minus_one: bool = False) -> None:
-    if allow_minus_one and value == -1:
-        return
-    if value < low:
-        raise ConfigError(f"{name} must be >= {low}, got {value!r}")
+    """`value` (already type-checked by the loader) is at least `low` (or -1 when allowed)."""
+    try:
+        if isinstance(value, int):
+            require_int(name, value, low=int(low), allow=(-1,) if allow_minus_one else ())
+        else:
+            require_number(name, value, low=low)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
 
 
 def validate(config: Any) -> None:
@@ -308,12 +303,9 @@ def validate(config: Any) -> None:
     if isinstance(config, GRPORunConfig):
         _positive("num_generations", config.num_generations, 2)
         _positive("beta", config.beta, 0.0)
-        if config.generation.temperature <= 0:
+        if not config.generation.do_sample:  # the other generation fields check themselves
             raise ConfigError("generation.temperature must be > 0 for GRPO sampling, "
                               f"got {config.generation.temperature}")
-        if not 0 < config.generation.top_p <= 1:
-            raise ConfigError(f"generation.top_p must be in (0, 1], got {config.generation.top_p}")
-        _positive("generation.max_new_tokens", config.generation.max_new_tokens, 1)
     if isinstance(config, SFTRunConfig) and not config.run_dirs:
         raise ConfigError("run_dirs: at least one run directory with episodes.jsonl is required")
 

@@ -19,9 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from mmsearch_gym.agents.base import Observation
-from mmsearch_gym.agents.hf import chat_template_of
-from mmsearch_gym.agents.messages import to_hf_messages
+from mmsearch_gym.envs.types import Observation
+from mmsearch_gym.hf.messages import to_hf_messages
+from mmsearch_gym.hf.processor import chat_template_of
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

@@ -25,9 +25,9 @@ from typing import Any, Callable, Sequence
 
 import gymnasium as gym
 
-from mmsearch_gym.agents.messages import to_pil
 from mmsearch_gym.data.sample import VQASample
 from mmsearch_gym.envs.grammar import IMAGE_SEARCH_ACTION
+from mmsearch_gym.hf.messages import to_pil
 
 TOOL_PROMPT = ("Answer the question about the image. When the image alone is not enough, call image_search to "
                "find out what it shows, and text_search for a fact about it. Finish by calling answer with a short "

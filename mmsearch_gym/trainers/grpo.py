@@ -2,17 +2,16 @@
 
 How the pieces fit (measured facts: docs/trl-multiturn-vlm.md):
 
-- The dataset holds one row per sample: a conversational `prompt` (the question text, for logs) whose
-  message carries the `sample_id`; TRL's sampler repeats each row `num_generations` times.
-- `EnvRolloutFunc` (TRL's `rollout_func`) plays one episode per prompt with `rollout.RolloutCollector`
-  and returns `prompt_ids`, `completion_ids`, `logprobs`, `env_mask` (TRL's loss mask: 1 only on
-  sampled ids), `images`, and the env results, which TRL hands to `env_reward` as keyword arguments.
-  The reward TRL optimises is the env's reward, unchanged; advantages are TRL's group-normalised ones.
+- The dataset, the reward and the `rollout_func` live in `grpo_data` (re-exported here):
+  `EnvRolloutFunc` plays one episode per prompt with `rollout.RolloutCollector` and returns
+  `prompt_ids`, `completion_ids`, `logprobs`, `env_mask` (TRL's loss mask: 1 only on sampled ids),
+  `images`, and the env results, which TRL hands to `env_reward`. The reward TRL optimises is the env's
+  reward, unchanged; advantages are TRL's group-normalised ones.
 - Thumbnails inside the completion: stock TRL handles images in completions only on its tool-calling
   path (it re-processes prompt images + tool images in order and rebuilds `mm_token_type_ids` from the
   placeholder ids). `MultiTurnGRPOTrainer` overrides the private `_generate` to return the rollout's
   images there, and marks the trainer as having tools while TRL scores a batch so that branch runs.
-  `verify_trl_internals()` checks at construction that the code we rely on still has the expected
+  `trl_internals.verify_trl_internals()` checks at construction that the code we rely on still has the expected
   shape (TRL is pinned to >=1.16,<1.17; the check makes a silent break impossible).
 - Before every training forward the placeholder count is checked against the image features: if
   they disagree TRL would silently drop all images of the batch and train text-only.
@@ -24,143 +23,28 @@ torch/transformers/trl are imported when this module is imported: import it only
 
 from __future__ import annotations
 
-import ast
 import copy
-import inspect
-import textwrap
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
-import trl
-from packaging.version import Version
 from trl import GRPOConfig, GRPOTrainer
-from trl.models import unwrap_model_for_generation
 
-from mmsearch_gym.data.sample import VQASample
-from mmsearch_gym.trainers.checkpoints import ConvertedCheckpointMixin, save_final_checkpoint_callback
-from mmsearch_gym.trainers.config import ConfigError, GRPORunConfig, to_plain
-from mmsearch_gym.trainers.rollout import LogitsProcessorFactory, RolloutCollector, SamplingSettings, rollout_output
+from mmsearch_gym.trainers.checkpoints import ConvertedCheckpointMixin
+from mmsearch_gym.trainers.config import ConfigError, GRPORunConfig
+from mmsearch_gym.trainers.grpo_data import (  # noqa: F401 - re-exported (public import path)
+    SAMPLE_ID_KEY,
+    EnvRolloutFunc,
+    env_reward,
+    prompt_dataset,
+    prompt_for,
+    sample_id_of,
+)
+from mmsearch_gym.trainers.rollout import RolloutCollector
+from mmsearch_gym.trainers.sampling import LogitsProcessorFactory, SamplingSettings
+from mmsearch_gym.trainers.trl_internals import TRL_RANGE, verify_trl_internals  # noqa: F401 - re-exported
 
-TRL_RANGE = (Version("1.16"), Version("1.17"))
-SAMPLE_ID_KEY = "sample_id"
-"""Key of the prompt message that names the env sample (TRL passes only prompts to rollout_func)."""
 ROLLOUT_KEYS = ("prompt_ids", "completion_ids", "logprobs", "env_mask", "images")
-
-
-# ------------------------------------------------------------------------------------- TRL check
-
-def _function_ast(function: Callable) -> ast.AST:
-    return ast.parse(textwrap.dedent(inspect.getsource(function))).body[0]
-
-
-def verify_trl_internals() -> None:
-    """Fail loudly when the TRL internals `MultiTurnGRPOTrainer` relies on have changed shape."""
-    version = Version(trl.__version__)
-    problems = []
-    if not TRL_RANGE[0] <= version < TRL_RANGE[1]:
-        problems.append(f"trl {trl.__version__} is outside the supported range >={TRL_RANGE[0]},<{TRL_RANGE[1]}")
-    if list(inspect.signature(GRPOTrainer._generate).parameters) != ["self", "prompts"]:
-        problems.append(f"GRPOTrainer._generate{inspect.signature(GRPOTrainer._generate)} is not (self, prompts)")
-    returns = [node for node in ast.walk(_function_ast(GRPOTrainer._generate)) if isinstance(node, ast.Return)]
-    names = [tuple(getattr(e, "id", None) for e in r.value.elts) for r in returns if isinstance(r.value, ast.Tuple)]
-    expected = ("prompt_ids", "completion_ids", "tool_mask", "completions", "logprobs", "extra_fields", "images",
-                "tool_images")
-    if names != [expected]:
-        problems.append(f"GRPOTrainer._generate returns {names}, expected one return of {expected}")
-    scoring = inspect.getsource(GRPOTrainer._generate_and_score_completions)
-    for needle in ("= self._generate(prompts)", "if self.tools and any(imgs for imgs in tool_images) and self._is_vlm:",
-                   'forward_kwargs["mm_token_type_ids"] = mm_ids'):
-        if needle not in scoring:
-            problems.append(f"GRPOTrainer._generate_and_score_completions no longer contains {needle!r}")
-    unpack = [node for node in ast.walk(_function_ast(GRPOTrainer._generate_and_score_completions))
-              if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
-              and getattr(node.value.func, "attr", None) == "_generate"]
-    if len(unpack) != 1 or not isinstance(unpack[0].targets[0], ast.Tuple) or len(unpack[0].targets[0].elts) != 8:
-        problems.append("GRPOTrainer._generate_and_score_completions does not unpack 8 values from self._generate")
-    logps = inspect.signature(GRPOTrainer._get_per_token_logps_and_entropies).parameters
-    for name in ("model", "input_ids", "attention_mask", "logits_to_keep", "pixel_values", "image_grid_thw",
-                 "num_images", "mm_token_type_ids"):
-        if name not in logps:
-            problems.append(f"GRPOTrainer._get_per_token_logps_and_entropies lost its {name!r} parameter")
-    if problems:
-        raise RuntimeError("TRL internals used by mmsearch_gym.trainers.grpo changed: " + "; ".join(problems))
-
-
-# ------------------------------------------------------------------------------ dataset and reward
-
-def prompt_for(sample: VQASample) -> list[dict[str, str]]:
-    """The dataset prompt of a sample: its question (shown in TRL's logs) and its id (for the rollout)."""
-    return [{"role": "user", "content": sample.question, SAMPLE_ID_KEY: sample.id}]
-
-
-def sample_id_of(prompt: Any) -> str:
-    try:
-        value = prompt[0][SAMPLE_ID_KEY]
-    except (TypeError, KeyError, IndexError):
-        value = None
-    if not isinstance(value, str):
-        raise ValueError(f"prompt {str(prompt)[:200]!r} carries no {SAMPLE_ID_KEY!r}; build the dataset with "
-                         "grpo.prompt_dataset(samples)")
-    return value
-
-
-def prompt_dataset(samples: Sequence[VQASample]):  # -> datasets.Dataset
-    from datasets import Dataset
-
-    if not samples:
-        raise ValueError("the training dataset is empty")
-    return Dataset.from_dict({"prompt": [prompt_for(sample) for sample in samples]})
-
-
-def _mean(values: Sequence[float]) -> float:
-    return float(sum(values)) / len(values) if values else 0.0
-
-
-def env_reward(prompts: list, completions: list, env_reward: list[float] | None = None,
-               env_score: list[float] | None = None, env_format: list[float] | None = None,
-               env_searches: list[int] | None = None, env_turns: list[int] | None = None,
-               log_metric: Callable[[str, float], None] | None = None, **kwargs: Any) -> list[float]:
-    """TRL reward function: the environment's own reward for each episode (from the rollout), plus
-    accuracy, search ratio, format rate and turns logged as metrics."""
-    if env_reward is None:
-        raise ValueError("env_reward needs the rollout's 'env_reward' field; train with EnvRolloutFunc")
-    if len(env_reward) != len(prompts):
-        raise ValueError(f"{len(env_reward)} env rewards for {len(prompts)} prompts")
-    if log_metric is not None:
-        log_metric("env/accuracy", _mean(env_score or []))
-        log_metric("env/search_ratio", _mean([float(n > 0) for n in env_searches or []]))
-        log_metric("env/searches_per_episode", _mean([float(n) for n in env_searches or []]))
-        log_metric("env/format_rate", _mean(env_format or []))
-        log_metric("env/turns", _mean([float(n) for n in env_turns or []]))
-    return [float(value) for value in env_reward]
-
-
-class EnvRolloutFunc:
-    """TRL `rollout_func`: one env episode per prompt (TRL already repeats each prompt G times)."""
-
-    def __init__(self, collector: RolloutCollector) -> None:
-        self.collector = collector
-
-    def __call__(self, prompts: list, trainer: GRPOTrainer) -> dict[str, list[Any]]:
-        sampling_temperature = self.collector.sampling.logprob_temperature
-        if abs(float(trainer.temperature) - sampling_temperature) > 1e-12:
-            raise ValueError(f"the rollout samples at temperature {sampling_temperature} but the trainer scores at "
-                             f"{trainer.temperature}; the log-probs would disagree")
-        requests: list[tuple[str, int]] = []
-        seen: dict[str, int] = {}
-        for prompt in prompts:  # TRL lists each prompt's G copies; number them within their group
-            sample_id = sample_id_of(prompt)
-            requests.append((sample_id, seen.get(sample_id, 0)))
-            seen[sample_id] = seen.get(sample_id, 0) + 1
-        with unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator,
-                                         gather_deepspeed3_params=trainer.args.ds3_gather_for_generation,
-                                         gradient_checkpointing_kwargs=trainer.args.gradient_checkpointing_kwargs,
-                                         ) as model:
-            episodes = self.collector.collect_requests(model, requests, training_step=int(trainer.state.global_step))
-        output = rollout_output(episodes)
-        output["clipped"] = [e.hit_length_limit for e in episodes]
-        return output
 
 
 # ---------------------------------------------------------------------------------------- trainer
@@ -348,24 +232,16 @@ def grpo_config(config: GRPORunConfig, use_cpu: bool, bf16: bool) -> GRPOConfig:
 def build_grpo_trainer(config: GRPORunConfig, *, callbacks: Sequence[Any] = (),
                        logits_processor_factory: LogitsProcessorFactory | None = None) -> MultiTurnGRPOTrainer:
     """A ready `MultiTurnGRPOTrainer` for `config` (model loaded from `config.model`)."""
-    from mmsearch_gym.agents.hf import load_processor, local_model_dir
+    from mmsearch_gym.hf import load_processor
     from mmsearch_gym.trainers.environment import make_env_factory
-    from mmsearch_gym.trainers.runs import resolve_precision
+    from mmsearch_gym.trainers.runs import model_and_args
 
-    model_dir = local_model_dir(config.model)
-    use_cpu, bf16 = resolve_precision(config.device, config.bf16)
-    args = grpo_config(config, use_cpu, bf16)
-    if bf16:
-        args.model_init_kwargs = {**(args.model_init_kwargs or {}), "dtype": "bfloat16"}
+    model_dir, args = model_and_args(config, grpo_config)
     factory, samples = make_env_factory(config.env)
     processor = load_processor(model_dir)
     processor.tokenizer.padding_side = "left"
-    generation = config.generation
-    sampling = SamplingSettings(max_new_tokens=generation.max_new_tokens, temperature=generation.temperature,
-                                top_p=generation.top_p, top_k=generation.top_k,
-                                repetition_penalty=generation.repetition_penalty,
-                                max_batch_size=generation.max_batch_size)
-    collector = RolloutCollector(processor, factory, sampling, logits_processor_factory=logits_processor_factory)
+    collector = RolloutCollector(processor, factory, SamplingSettings.from_generation(config.generation),
+                                 logits_processor_factory=logits_processor_factory)
     return MultiTurnGRPOTrainer(
         model=str(model_dir), reward_funcs=[env_reward], args=args, train_dataset=prompt_dataset(samples),
         processing_class=processor, callbacks=list(callbacks), rollout_func=EnvRolloutFunc(collector),
@@ -384,20 +260,9 @@ def train_grpo(config: GRPORunConfig, *, logits_processor_factory: LogitsProcess
     """Train, checkpointing and logging per-step metrics; resumes per `config.resume`. Returns the
     output directory (final model and processor saved there). `on_trainer` sees the trainer before
     training starts (to add callbacks or instrumentation)."""
-    from mmsearch_gym.trainers.metrics_log import MetricsLogger
-    from mmsearch_gym.trainers.runs import checkpoint_step, resolve_resume, write_run_config
+    from mmsearch_gym.trainers.runs import run_training
 
-    output_dir = Path(config.output_dir)
-    checkpoint = resolve_resume(output_dir, config.resume)
-    logger = MetricsLogger(output_dir / config.metrics_file, aliases=GRPO_METRIC_ALIASES,
-                           resume_step=checkpoint_step(checkpoint))
-    trainer = build_grpo_trainer(config, callbacks=[logger, save_final_checkpoint_callback()],
-                                 logits_processor_factory=logits_processor_factory)
-    if trainer.accelerator.is_main_process:
-        write_run_config(output_dir, "grpo", to_plain(config))
-    if on_trainer is not None:
-        on_trainer(trainer)
-    trainer.train(resume_from_checkpoint=checkpoint)
-    trainer.save_model(str(output_dir))
-    return output_dir
+    def build(callbacks: Sequence[Any]) -> MultiTurnGRPOTrainer:
+        return build_grpo_trainer(config, callbacks=callbacks, logits_processor_factory=logits_processor_factory)
 
+    return run_training(config, "grpo", GRPO_METRIC_ALIASES, build, on_trainer)

@@ -22,100 +22,40 @@ Generation details that each fix a silent failure (docs/trl-multiturn-vlm.md):
 log-probs drift by ~1e-3); vision special tokens are suppressed (a sampled `<|video_pad|>` crashes the
 next turn); every turn stops at the first closing action tag (`</answer>`, `</search>`,
 `</text_search>`), and the env receives the text cut just after it, while the ids keep the whole
-sampled last token.
+sampled last token. The generation config, stop criterion and suppression are `mmsearch_gym.hf`'s, the
+same the transformers agent uses, so a turn ends at the same token in training and in evaluation
+(a test holds them equal). `EpisodeRollout` and the batch builders live in `episodes`, the settings in
+`sampling`; both are re-exported here.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
 
 import gymnasium as gym
 
-from mmsearch_gym.agents.hf import vision_token_ids
-from mmsearch_gym.agents.stopping import ACTION_STOP_STRINGS, StopChecker, truncate_at_stop
+from mmsearch_gym.checks import require_int
+from mmsearch_gym.hf.generation import (
+    SpecialIds,
+    build_generation_config,
+    suppress_tokens_processor,
+    using_generation_config,
+)
+from mmsearch_gym.hf.processor import vision_token_ids
+from mmsearch_gym.hf.stopping import StopChecker, StopReason, stop_criteria, stop_position, truncate_at_stop
 from mmsearch_gym.trainers.dialog import DialogTokenizer, Rendered
-
-if TYPE_CHECKING:  # pragma: no cover
-    import torch
-    from PIL import Image
-
-
-@dataclass(frozen=True)
-class SamplingSettings:
-    """How each turn is sampled. temperature 0 means greedy (log-probs then at temperature 1)."""
-
-    max_new_tokens: int = 256
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    repetition_penalty: float = 1.0
-    stop: tuple[str, ...] = ACTION_STOP_STRINGS
-    suppress_vision_tokens: bool = True
-    max_batch_size: int | None = None
-
-    def __post_init__(self) -> None:
-        if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be an int >= 1, got {self.max_new_tokens!r}")
-        if not isinstance(self.temperature, (int, float)) or self.temperature < 0:
-            raise ValueError(f"temperature must be a number >= 0, got {self.temperature!r}")
-        if not isinstance(self.top_p, (int, float)) or not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
-        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:
-            raise ValueError(f"top_k must be an int >= 0 (0: off), got {self.top_k!r}")
-        if self.max_batch_size is not None and (not isinstance(self.max_batch_size, int) or self.max_batch_size < 1):
-            raise ValueError(f"max_batch_size must be None or an int >= 1, got {self.max_batch_size!r}")
-
-    @property
-    def logprob_temperature(self) -> float:
-        return float(self.temperature) if self.temperature > 0 else 1.0
-
-
-@dataclass(frozen=True)
-class TurnContext:
-    """What a logits-processor factory learns about each row of a generate call."""
-
-    row: int
-    episode: int
-    sample_id: str
-    group_index: int
-    turn: int
-    input_length: int
-    """Length of the left-padded input (generated ids start at this position)."""
-
-
-LogitsProcessorFactory = Callable[[Sequence[TurnContext]], Sequence[Any]]
-"""Returns extra `transformers.LogitsProcessor`s for one generate call (e.g. constrained decoding)."""
-
-
-@dataclass
-class EpisodeRollout:
-    """One finished episode, token-exact."""
-
-    sample_id: str
-    group_index: int
-    prompt_ids: list[int]
-    completion_ids: list[int]
-    env_mask: list[int]
-    logprobs: list[float]
-    images: list[Image.Image]
-    num_prompt_images: int
-    pixel_values: list[torch.Tensor]
-    image_grid_thw: list[torch.Tensor]
-    reward: float = 0.0
-    actions: list[str] = field(default_factory=list)
-    info: dict[str, Any] = field(default_factory=dict)
-    messages: list[dict[str, Any]] = field(default_factory=list)
-    turn_spans: list[tuple[int, int]] = field(default_factory=list)
-    """(start, end) of each turn's sampled ids within completion_ids."""
-    hit_length_limit: bool = False
-    """Some turn ended at max_new_tokens rather than at an action tag or eos."""
-
-    @property
-    def policy_tokens(self) -> int:
-        return sum(self.env_mask)
+from mmsearch_gym.trainers.episodes import (  # noqa: F401 - re-exported (public import path)
+    EpisodeRollout,
+    recompute_logprobs,
+    rollout_output,
+    training_batch,
+)
+from mmsearch_gym.trainers.sampling import (  # noqa: F401 - re-exported (public import path)
+    LogitsProcessorFactory,
+    SamplingSettings,
+    TurnContext,
+)
 
 
 @dataclass
@@ -124,50 +64,6 @@ class _Live:
     env: gym.Env
     episode: EpisodeRollout
     done: bool = False
-
-
-# ------------------------------------------------------------------------------------ HF plumbing
-
-@functools.lru_cache(maxsize=1)
-def _processor_classes() -> tuple[type, type]:
-    import torch
-    from transformers import LogitsProcessor, StoppingCriteria
-
-    class StopAtActionTag(StoppingCriteria):
-        """Ends a row once its generated ids decode to text holding a stop string (only the last
-        `tail_tokens` generated ids are decoded, so the check is O(1) per step)."""
-
-        def __init__(self, tokenizer: Any, checker: StopChecker, input_length: int) -> None:
-            self.tokenizer, self.checker, self.input_length = tokenizer, checker, input_length
-
-        def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
-            start = max(self.input_length, input_ids.shape[1] - self.checker.tail_tokens)
-            tails = self.tokenizer.batch_decode(input_ids[:, start:], skip_special_tokens=True)
-            return torch.tensor([self.checker.hit(tail) for tail in tails], dtype=torch.bool, device=input_ids.device)
-
-    class SuppressTokens(LogitsProcessor):
-        """-inf on `token_ids` (cheaper than `suppress_tokens`, which builds a vocabulary mask per step)."""
-
-        def __init__(self, token_ids: Sequence[int]) -> None:
-            self.token_ids = torch.tensor(list(token_ids), dtype=torch.long)
-
-        def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-            ids = self.token_ids.to(scores.device)
-            return scores.index_fill(-1, ids[ids < scores.shape[-1]], float("-inf"))
-
-    return StopAtActionTag, SuppressTokens
-
-
-@contextlib.contextmanager
-def _using_generation_config(model: Any, config: Any) -> Iterator[None]:
-    """Use `config` as the model's generation config for one call: `generate` fills unset fields from
-    `model.generation_config`, so a checkpoint's defaults (e.g. Qwen's repetition_penalty) would leak in."""
-    original = model.generation_config
-    model.generation_config = config
-    try:
-        yield
-    finally:
-        model.generation_config = original
 
 
 # --------------------------------------------------------------------------------------- collector
@@ -207,8 +103,7 @@ class RolloutCollector:
         `training_step` is handed to each env (`env.unwrapped.training_step`) for the reward's search
         penalty warm-up; None means evaluation (full penalty).
         """
-        if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
-            raise ValueError(f"group_size must be an int >= 1, got {group_size!r}")
+        group_size = require_int("group_size", group_size, low=1)
         if isinstance(sample_ids, str):
             raise TypeError("sample_ids must be a sequence of sample ids, not one string")
         requests = [(sample_id, g) for sample_id in sample_ids for g in range(group_size)]
@@ -254,32 +149,11 @@ class RolloutCollector:
             messages=[dict(m) for m in obs["messages"]])
         return _Live(index, env, episode)
 
-    def _generation_config(self, model: Any) -> tuple[Any, set[int], int]:
-        from transformers import GenerationConfig
-
-        sampling = self.sampling
-        original = model.generation_config
-        eos = original.eos_token_id if original.eos_token_id is not None else self.tokenizer.eos_token_id
-        eos = list(eos) if isinstance(eos, (list, tuple)) else [eos]
-        if self.tokenizer.eos_token_id not in eos:
-            eos.append(self.tokenizer.eos_token_id)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos[0]
-        do_sample = sampling.temperature > 0
-        return GenerationConfig(
-            max_new_tokens=sampling.max_new_tokens, do_sample=do_sample,
-            temperature=float(sampling.temperature) if do_sample else None,
-            top_p=float(sampling.top_p) if do_sample else None,
-            top_k=int(sampling.top_k) if do_sample else None,
-            repetition_penalty=float(sampling.repetition_penalty), eos_token_id=eos, pad_token_id=pad,
-            bos_token_id=original.bos_token_id, output_logits=True, return_dict_in_generate=True,
-        ), set(eos), pad
-
-    def _batch(self, states: Sequence[_Live], device: Any) -> dict[str, Any]:
+    def _batch(self, states: Sequence[_Live], device: Any, pad: int) -> dict[str, Any]:
         import torch
 
         sequences = [state.episode.prompt_ids + state.episode.completion_ids for state in states]
         length = max(len(ids) for ids in sequences)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         input_ids = torch.full((len(states), length), pad, dtype=torch.long)
         attention_mask = torch.zeros((len(states), length), dtype=torch.long)
         for row, ids in enumerate(sequences):
@@ -296,35 +170,22 @@ class RolloutCollector:
             batch["image_grid_thw"] = torch.cat([grid for state in states for grid in state.episode.image_grid_thw])
         return {key: value.to(device) for key, value in batch.items()}
 
-    def _cut(self, generated: list[int], eos: set[int]) -> tuple[int, str]:
-        """(how many generated ids the row really sampled, why it ended: "eos", "stop" or "length"):
-        the row stopped at its first eos id or at the step where the stop criterion fired."""
-        tail = self.checker.tail_tokens
-        for position, token in enumerate(generated):
-            if token in eos:
-                return position + 1, "eos"
-            if self.checker.stop:
-                window = generated[max(0, position + 1 - tail): position + 1]
-                if self.checker.hit(self.tokenizer.decode(window, skip_special_tokens=True)):
-                    return position + 1, "stop"
-        return len(generated), "length"
-
     def _turn(self, model: Any, states: Sequence[_Live]) -> None:
         import torch
         from transformers import LogitsProcessorList, StoppingCriteriaList
 
-        stop_class, suppress_class = _processor_classes()
-        device = next(model.parameters()).device
-        batch = self._batch(states, device)
+        config, ids = build_generation_config(self.sampling, model.generation_config, self.tokenizer,
+                                              output_logits=True, return_dict_in_generate=True)
+        batch = self._batch(states, next(model.parameters()).device, ids.pad)
         length = batch["input_ids"].shape[1]
-        config, eos, pad = self._generation_config(model)
-        processors: list[Any] = [suppress_class(self.suppressed_token_ids)] if self.suppressed_token_ids else []
+        # the suppression comes first and works out of place, so output.logits stay the raw logits
+        processors = suppress_tokens_processor(self.suppressed_token_ids)
         if self.logits_processor_factory is not None:
             contexts = [TurnContext(row, state.index, state.episode.sample_id, state.episode.group_index,
                                     len(state.episode.actions), length) for row, state in enumerate(states)]
             processors.extend(self.logits_processor_factory(contexts))
-        criteria = [stop_class(self.tokenizer, self.checker, length)] if self.checker.stop else []
-        with torch.no_grad(), _using_generation_config(model, config):
+        criteria = stop_criteria(self.tokenizer, self.checker, length)
+        with torch.no_grad(), using_generation_config(model, config):
             output = model.generate(**batch, generation_config=config, logits_processor=LogitsProcessorList(processors),
                                     stopping_criteria=StoppingCriteriaList(criteria))
         generated = output.sequences[:, length:].tolist()
@@ -335,13 +196,18 @@ class RolloutCollector:
             torch.log_softmax(logits.float() / temperature, dim=-1).gather(1, sampled[:, step:step + 1]).squeeze(1)
             for step, logits in enumerate(output.logits)], dim=1).tolist() if output.logits else [[]] * len(states)
         for row, state in enumerate(states):
-            count, reason = self._cut(generated[row], eos)
-            if any(token != pad for token in generated[row][count:]):
-                raise RuntimeError(f"row {row} kept generating after its stop point; the stop check and "
-                                   "generate disagree (tokenizer decode not deterministic?)")
+            count, reason = self._stop_position(generated[row], ids)
             self._record(state, generated[row][:count], step_logprobs[row][:count], reason)
 
-    def _record(self, state: _Live, ids: list[int], logprobs: list[float], reason: str) -> None:
+    def _stop_position(self, generated: list[int], ids: SpecialIds) -> tuple[int, StopReason]:
+        """Where the row stopped (`hf.stopping.stop_position`); everything after it must be padding."""
+        count, reason = stop_position(generated, ids.eos, self.tokenizer, self.checker)
+        if any(token != ids.pad for token in generated[count:]):
+            raise RuntimeError(f"a row kept generating after its stop point ({reason} at {count}); the stop check "
+                               "and generate disagree (tokenizer decode not deterministic?)")
+        return count, reason
+
+    def _record(self, state: _Live, ids: list[int], logprobs: list[float], reason: StopReason) -> None:
         episode = state.episode
         ended_with_eos = reason == "eos"
         episode.hit_length_limit |= reason == "length"
@@ -371,65 +237,3 @@ class RolloutCollector:
         episode.images += piece.images
         episode.pixel_values += piece.pixel_values
         episode.image_grid_thw += piece.image_grid_thw
-
-
-# ----------------------------------------------------------------------------------- TRL outputs
-
-def rollout_output(episodes: Sequence[EpisodeRollout]) -> dict[str, list[Any]]:
-    """The dict a TRL `rollout_func` returns: required `prompt_ids`, `completion_ids`, `logprobs`;
-    `env_mask` (loss mask); `images` (every image of the episode, in placeholder order, routed by
-    `grpo.MultiTurnGRPOTrainer`); and per-episode env results that TRL forwards to reward functions."""
-    return {
-        "prompt_ids": [list(e.prompt_ids) for e in episodes],
-        "completion_ids": [list(e.completion_ids) for e in episodes],
-        "logprobs": [list(e.logprobs) for e in episodes],
-        "env_mask": [list(e.env_mask) for e in episodes],
-        "images": [list(e.images) for e in episodes],
-        "env_reward": [float(e.reward) for e in episodes],
-        "env_score": [float(e.info.get("score", 0.0)) for e in episodes],
-        "env_format": [float(e.info.get("format_score", 0)) for e in episodes],
-        "env_searches": [int(e.info.get("searches", 0)) for e in episodes],
-        "env_turns": [len(e.actions) for e in episodes],
-        "sample_id": [e.sample_id for e in episodes],
-        "actions": [list(e.actions) for e in episodes],
-    }
-
-
-def training_batch(episodes: Sequence[EpisodeRollout], pad_token_id: int, image_token_id: int) -> dict[str, Any]:
-    """The batch TRL's training forward builds from these episodes: prompts left-padded, completions
-    right-padded, images in episode order, `mm_token_type_ids` marking image placeholders."""
-    import torch
-
-    prompt_length = max(len(e.prompt_ids) for e in episodes)
-    completion_length = max(len(e.completion_ids) for e in episodes)
-    rows = len(episodes)
-    input_ids = torch.full((rows, prompt_length + completion_length), pad_token_id, dtype=torch.long)
-    attention_mask = torch.zeros_like(input_ids)
-    for row, episode in enumerate(episodes):
-        start = prompt_length - len(episode.prompt_ids)
-        end = prompt_length + len(episode.completion_ids)
-        input_ids[row, start:end] = torch.tensor(episode.prompt_ids + episode.completion_ids, dtype=torch.long)
-        attention_mask[row, start:end] = 1
-    batch: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask,
-                             "mm_token_type_ids": ((input_ids == image_token_id) & (attention_mask == 1)).to(torch.int)}
-    if any(e.pixel_values for e in episodes):
-        batch["pixel_values"] = torch.cat([pv for e in episodes for pv in e.pixel_values])
-        batch["image_grid_thw"] = torch.cat([grid for e in episodes for grid in e.image_grid_thw])
-    return {"batch": batch, "prompt_length": prompt_length, "completion_length": completion_length}
-
-
-def recompute_logprobs(model: Any, episodes: Sequence[EpisodeRollout], *, pad_token_id: int, image_token_id: int,
-                       temperature: float = 1.0) -> list[list[float]]:
-    """Each episode's completion log-probs from one training-style forward (no cache), for checking
-    that sampling-time log-probs are what training computes."""
-    import torch
-
-    built = training_batch(episodes, pad_token_id, image_token_id)
-    batch = {key: value.to(next(model.parameters()).device) for key, value in built["batch"].items()}
-    prompt_length, completion_length = built["prompt_length"], built["completion_length"]
-    with torch.no_grad():
-        logits = model(**batch, use_cache=False).logits.float()
-    logits = logits[:, prompt_length - 1: prompt_length + completion_length - 1] / temperature
-    targets = batch["input_ids"][:, prompt_length:]
-    values = torch.log_softmax(logits, dim=-1).gather(2, targets.unsqueeze(-1)).squeeze(-1)
-    return [values[row, :len(e.completion_ids)].tolist() for row, e in enumerate(episodes)]

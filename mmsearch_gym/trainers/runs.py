@@ -1,4 +1,5 @@
-"""Run-directory plumbing shared by the GRPO and SFT commands: resumption, precision, run config.
+"""Run-directory plumbing shared by the GRPO and SFT commands: resumption, precision, run config, and
+the run loop itself (`run_training`).
 
 Why explicit resume modes: silently starting over in a directory that holds checkpoints would mix
 two runs' metrics and overwrite checkpoints, and silently resuming a different run is as bad; so
@@ -11,9 +12,9 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Callable, Mapping, Sequence, Union
 
-from mmsearch_gym.trainers.config import ConfigError
+from mmsearch_gym.trainers.config import ConfigError, TrainingCommon, to_plain
 
 RUN_CONFIG_FILE = "train_config.json"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -79,3 +80,37 @@ def checkpoint_step(checkpoint: str | Path | None) -> int | None:
         return None
     state = Path(checkpoint) / "trainer_state.json"
     return int(json.loads(state.read_text(encoding="utf-8"))["global_step"]) if state.is_file() else None
+
+
+def model_and_args(config: TrainingCommon, make_args: Callable[[Any, bool, bool], Any]) -> tuple[Path, Any]:
+    """(local model folder, TRL training arguments) of a run config: `make_args(config, use_cpu, bf16)`
+    builds the arguments once the precision is resolved; a bf16 run also loads its model in bf16."""
+    from mmsearch_gym.hf import local_model_dir
+
+    model_dir = local_model_dir(config.model)
+    use_cpu, bf16 = resolve_precision(config.device, config.bf16)
+    args = make_args(config, use_cpu, bf16)
+    if bf16:
+        args.model_init_kwargs = {**(args.model_init_kwargs or {}), "dtype": "bfloat16"}
+    return model_dir, args
+
+
+def run_training(config: TrainingCommon, kind: str, aliases: Mapping[str, str],
+                 build: Callable[[Sequence[Any]], Any], on_trainer: Callable[[Any], None] | None = None) -> Path:
+    """The run loop GRPO and SFT share: resolve the checkpoint to resume, build the trainer with the
+    metrics logger and the final-checkpoint callback (`build(callbacks)`), record the config, train,
+    save the final model. Returns the output directory."""
+    from mmsearch_gym.trainers.checkpoints import save_final_checkpoint_callback
+    from mmsearch_gym.trainers.metrics_log import MetricsLogger
+
+    output_dir = Path(config.output_dir)
+    checkpoint = resolve_resume(output_dir, config.resume)
+    logger = MetricsLogger(output_dir / config.metrics_file, aliases=aliases, resume_step=checkpoint_step(checkpoint))
+    trainer = build([logger, save_final_checkpoint_callback()])
+    if trainer.accelerator.is_main_process:
+        write_run_config(output_dir, kind, to_plain(config))
+    if on_trainer is not None:
+        on_trainer(trainer)
+    trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.save_model(str(output_dir))
+    return output_dir

@@ -26,8 +26,8 @@ from trl import SFTConfig, SFTTrainer
 
 from mmsearch_gym.runs import RECORDS_FILE, RecordsFile
 from mmsearch_gym.search.keys import image_digest
-from mmsearch_gym.trainers.checkpoints import ConvertedCheckpointMixin, save_final_checkpoint_callback
-from mmsearch_gym.trainers.config import ConfigError, SFTRunConfig, to_plain
+from mmsearch_gym.trainers.checkpoints import ConvertedCheckpointMixin
+from mmsearch_gym.trainers.config import ConfigError, SFTRunConfig
 from mmsearch_gym.trainers.dialog import DialogTokenizer
 
 
@@ -71,7 +71,7 @@ def trajectory_dataset(records: Sequence[dict[str, Any]], make_env: Callable[[],
     """One row per episode: `messages` (the env's messages as JSON), `images` (PIL), `sample_id`."""
     from datasets import Dataset
 
-    from mmsearch_gym.agents.messages import to_pil
+    from mmsearch_gym.hf.messages import to_pil
 
     if not records:
         raise ValueError("no episodes to train on (all failed, or none reached min_reward)")
@@ -157,20 +157,16 @@ def sft_config(config: SFTRunConfig, use_cpu: bool, bf16: bool) -> SFTConfig:
 
 def build_sft_trainer(config: SFTRunConfig, *, callbacks: Sequence[Any] = ()) -> TrajectorySFTTrainer:
     """A ready SFTTrainer on `config.run_dirs`' episodes, replayed in `config.env`."""
-    from mmsearch_gym.agents.hf import load_processor, local_model_dir
+    from mmsearch_gym.hf import load_processor
     from mmsearch_gym.trainers.environment import make_env_factory
-    from mmsearch_gym.trainers.runs import resolve_precision
+    from mmsearch_gym.trainers.runs import model_and_args
 
-    model_dir = local_model_dir(config.model)
-    use_cpu, bf16 = resolve_precision(config.device, config.bf16)
-    args = sft_config(config, use_cpu, bf16)
-    if bf16:
-        args.model_init_kwargs = {**(args.model_init_kwargs or {}), "dtype": "bfloat16"}
+    model_dir, args = model_and_args(config, sft_config)
     factory, _ = make_env_factory(config.env)
     dataset = trajectory_dataset(load_episodes(config.run_dirs, config.min_reward), factory)
     processor = load_processor(model_dir)
     return TrajectorySFTTrainer(model=str(model_dir), args=args, train_dataset=dataset, processing_class=processor,
-                      data_collator=TrajectoryCollator(processor), callbacks=list(callbacks))
+                                data_collator=TrajectoryCollator(processor), callbacks=list(callbacks))
 
 
 SFT_METRIC_ALIASES = {"loss": "loss", "token_accuracy": "mean_token_accuracy", "entropy": "entropy",
@@ -179,16 +175,7 @@ SFT_METRIC_ALIASES = {"loss": "loss", "token_accuracy": "mean_token_accuracy", "
 
 def train_sft(config: SFTRunConfig) -> Path:
     """Train, checkpointing and logging per-step metrics; resumes per `config.resume`."""
-    from mmsearch_gym.trainers.metrics_log import MetricsLogger
-    from mmsearch_gym.trainers.runs import checkpoint_step, resolve_resume, write_run_config
+    from mmsearch_gym.trainers.runs import run_training
 
-    output_dir = Path(config.output_dir)
-    checkpoint = resolve_resume(output_dir, config.resume)
-    logger = MetricsLogger(output_dir / config.metrics_file, aliases=SFT_METRIC_ALIASES,
-                           resume_step=checkpoint_step(checkpoint))
-    trainer = build_sft_trainer(config, callbacks=[logger, save_final_checkpoint_callback()])
-    if trainer.accelerator.is_main_process:
-        write_run_config(output_dir, "sft", to_plain(config))
-    trainer.train(resume_from_checkpoint=checkpoint)
-    trainer.save_model(str(output_dir))
-    return output_dir
+    return run_training(config, "sft", SFT_METRIC_ALIASES, lambda callbacks: build_sft_trainer(config,
+                                                                                              callbacks=callbacks))

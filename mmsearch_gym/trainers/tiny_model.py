@@ -9,13 +9,16 @@ model is the real Qwen2.5-VL architecture (vision tower, multimodal RoPE, `<|ima
 everything that matters for multi-turn VLM training is exercised; only the weights are random.
 
 `build_tiny_vlm(out_dir)` writes a model folder loadable with `from_pretrained` and
-`mmsearch_gym.agents.hf.load_processor`. torch/transformers/tokenizers are imported inside.
+`mmsearch_gym.hf.load_processor`. torch/transformers/tokenizers are imported inside.
 """
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Sequence
+
+from mmsearch_gym.checks import require_int
 
 QWEN2_5_SPECIAL_TOKENS: tuple[str, ...] = (
     "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
@@ -69,14 +72,15 @@ def _training_texts() -> list[str]:
     return prompts * 4 + actions * 8 + words
 
 
-def train_tokenizer(vocab_size: int = 512):  # -> transformers.Qwen2Tokenizer
-    """A Qwen2-style byte-level BPE tokenizer with `vocab_size` entries (specials included)."""
+def train_tokenizer(vocab_size: int = 512, texts: Sequence[str] = ()):  # -> transformers.Qwen2Tokenizer
+    """A Qwen2-style byte-level BPE tokenizer with `vocab_size` entries (specials included).
+
+    `texts` are trained on besides the env's prompts and grammar (e.g. a training split's questions and
+    search results, so its words and name syllables get their own tokens)."""
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import Qwen2Tokenizer
 
-    minimum = 256 + len(QWEN2_5_SPECIAL_TOKENS)
-    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < minimum:
-        raise ValueError(f"vocab_size must be an int >= {minimum} (256 bytes + Qwen's specials), got {vocab_size!r}")
+    vocab_size = require_int("vocab_size", vocab_size, low=256 + len(QWEN2_5_SPECIAL_TOKENS))  # bytes + specials
     backend = Tokenizer(models.BPE(unk_token=None, fuse_unk=False, byte_fallback=False))
     backend.normalizer = normalizers.NFC()
     backend.pre_tokenizer = pre_tokenizers.Sequence([
@@ -86,7 +90,7 @@ def train_tokenizer(vocab_size: int = 512):  # -> transformers.Qwen2Tokenizer
     backend.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(QWEN2_5_SPECIAL_TOKENS),
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    backend.train_from_iterator(_training_texts(), trainer=trainer)
+    backend.train_from_iterator([*_training_texts(), *texts], trainer=trainer)
     backend.add_special_tokens([AddedToken(token, normalized=False, special=True)
                                 for token in QWEN2_5_SPECIAL_TOKENS])
     return Qwen2Tokenizer(tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>",
@@ -95,12 +99,15 @@ def train_tokenizer(vocab_size: int = 512):  # -> transformers.Qwen2Tokenizer
 
 def build_tiny_vlm(out_dir: str | Path, *, seed: int = 0, vocab_size: int = 512, hidden_size: int = 64,
                    num_layers: int = 2, num_heads: int = 4, vision_hidden_size: int = 32,
-                   max_image_tokens: int = 16, overwrite: bool = False) -> Path:
+                   max_image_tokens: int = 16, overwrite: bool = False, texts: Sequence[str] = (),
+                   intermediate_size: int | None = None, vision_depth: int = 2) -> Path:
     """Write a tiny random Qwen2.5-VL (weights, processor, chat template) to `out_dir`; return the path.
 
     A finished folder (marker file) is reused unless `overwrite`. Images are resized to between 4 and
     `max_image_tokens` image tokens (28x28 pixels each). Embeddings are untied (a tied tiny random
-    model tends to repeat one token forever).
+    model tends to repeat one token forever). `texts` extend the tokenizer's training texts
+    (`train_tokenizer`); `intermediate_size` defaults to twice `hidden_size`; `vision_depth` is the
+    number of vision-tower blocks (the last one uses full attention, as in Qwen2.5-VL).
     """
     out = Path(out_dir)
     if (out / MARKER_FILE).is_file() and not overwrite:
@@ -112,9 +119,8 @@ def build_tiny_vlm(out_dir: str | Path, *, seed: int = 0, vocab_size: int = 512,
         shutil.rmtree(out)
     for name, value, low in (("hidden_size", hidden_size, 16), ("num_layers", num_layers, 1),
                              ("num_heads", num_heads, 1), ("vision_hidden_size", vision_hidden_size, 16),
-                             ("max_image_tokens", max_image_tokens, 4)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+                             ("max_image_tokens", max_image_tokens, 4), ("vision_depth", vision_depth, 1)):
+        require_int(name, value, low=low)
     if hidden_size % num_heads or (hidden_size // num_heads) % 8:
         raise ValueError(f"hidden_size/num_heads must be a multiple of 8 (multimodal RoPE sections), "
                          f"got hidden_size={hidden_size}, num_heads={num_heads}")
@@ -123,9 +129,11 @@ def build_tiny_vlm(out_dir: str | Path, *, seed: int = 0, vocab_size: int = 512,
     from transformers import GenerationConfig, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-    from mmsearch_gym.agents.hf import without_video_processor
+    from mmsearch_gym.hf.processor import without_video_processor
 
-    tokenizer = train_tokenizer(vocab_size)
+    if intermediate_size is not None:
+        require_int("intermediate_size", intermediate_size, low=1)
+    tokenizer = train_tokenizer(vocab_size, texts)
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in QWEN2_5_SPECIAL_TOKENS}
     image_processor = Qwen2VLImageProcessorPil(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * max_image_tokens)
     processor = without_video_processor(Qwen2_5_VLProcessor)(
@@ -133,7 +141,7 @@ def build_tiny_vlm(out_dir: str | Path, *, seed: int = 0, vocab_size: int = 512,
     half = hidden_size // num_heads // 2  # multimodal RoPE splits half a head over (t, h, w) as Qwen does
     mrope = [half // 4, (half - half // 4) // 2, half - half // 4 - (half - half // 4) // 2]
     rows = -(-len(tokenizer) // 64) * 64  # embedding rows padded past the tokenizer, as Qwen checkpoints do
-    text = {"vocab_size": rows, "hidden_size": hidden_size, "intermediate_size": 2 * hidden_size,
+    text = {"vocab_size": rows, "hidden_size": hidden_size, "intermediate_size": intermediate_size or 2 * hidden_size,
             "num_hidden_layers": num_layers, "num_attention_heads": num_heads,
             "num_key_value_heads": max(1, num_heads // 2), "max_position_embeddings": 8192,
             "rope_parameters": {"rope_type": "default", "rope_theta": 1e6, "mrope_section": mrope},
@@ -141,9 +149,10 @@ def build_tiny_vlm(out_dir: str | Path, *, seed: int = 0, vocab_size: int = 512,
             "pad_token_id": ids["<|endoftext|>"]}
     config = Qwen2_5_VLConfig(
         text_config=text,
-        vision_config={"depth": 2, "hidden_size": vision_hidden_size, "intermediate_size": 2 * vision_hidden_size,
-                       "num_heads": max(1, vision_hidden_size // 16), "out_hidden_size": hidden_size,
-                       "fullatt_block_indexes": [1], "window_size": 112},
+        vision_config={"depth": vision_depth, "hidden_size": vision_hidden_size,
+                       "intermediate_size": 2 * vision_hidden_size, "num_heads": max(1, vision_hidden_size // 16),
+                       "out_hidden_size": hidden_size, "fullatt_block_indexes": [vision_depth - 1],
+                       "window_size": 112},
         image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
         tie_word_embeddings=False,
