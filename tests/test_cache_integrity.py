@@ -62,6 +62,11 @@ def test_a_truncated_database_names_the_cache(tmp_path: Path) -> None:
     assert "cannot be read" in str(caught.value)
     result = CliRunner().invoke(app, ["stats", str(directory)])
     assert result.exit_code == 1 and str(directory) in result.output and len(result.output.splitlines()) <= 3
+    from mmsearch_gym.cli import app as main_app
+
+    result = CliRunner().invoke(main_app, ["eval", "--limit", "1", "--cache", str(directory),
+                                           "--out", str(tmp_path / "runs")])
+    assert result.exit_code != 0 and str(directory) in result.output and len(result.output.splitlines()) == 1
 
 
 def test_a_garbled_key_names_the_cache(tmp_path: Path) -> None:

@@ -32,11 +32,12 @@ class UnsafeValue(Exception):
     those as 'file vanished' and would return a miss)."""
 
 
-class CorruptCache(CorruptCacheEntry):
+class CorruptCache(CorruptCacheEntry, ValueError):
     """The cache's database file as a whole is unreadable (damaged, truncated or empty).
 
     A `CorruptCacheEntry` (so code that handles a corrupt entry handles this too) whose message names the
-    cache directory instead of one key."""
+    cache directory instead of one key; also a `ValueError` (a bad file was given), so command lines that
+    report bad inputs in one line report this one too."""
 
     def __init__(self, cache_path: str, reason: str) -> None:
         RuntimeError.__init__(self, f"search cache {cache_path!r} is corrupt: {reason}; restore it from a copy "
