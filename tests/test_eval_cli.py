@@ -72,3 +72,9 @@ def test_resume_problems_are_one_line_errors(tmp_path):
     records.write_bytes(first + b"\n" + second)
     code, output = _eval("--limit", "2", "--agents", "no-search", "--out", str(out))
     assert code == 2 and "episodes.jsonl line 2 is blank" in _error_line(output) and "Traceback" not in output
+
+
+def test_an_out_path_that_is_a_file_is_a_one_line_error(tmp_path):
+    (tmp_path / "out").write_text("not a directory")
+    code, output = _eval("--limit", "2", "--agents", "no-search", "--out", str(tmp_path / "out"))
+    assert code == 2 and "cannot use" in _error_line(output) and "Traceback" not in output

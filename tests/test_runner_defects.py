@@ -226,3 +226,13 @@ def test_an_act_batch_that_returns_a_string_instead_of_a_list_is_an_error(tmp_pa
     metrics = evaluate(OneString(0), RunSpec(samples, backend), tmp_path, batch_size=2)
     assert metrics["episodes"] == 2 and metrics["agent_errors"] == 2
     assert "act_batch returned a str, not a list for 2 episode(s)" in RecordsFile(tmp_path / "episodes.jsonl").records[0]["error"]
+
+
+def test_records_parse_turns_with_the_envs_rule_set(tmp_path):
+    samples, backend = build_tiny_world()
+    spaced = "<reason>r</reason><search> <img> </search>"  # an image search for the lenient rules only
+    for rules, kind in (("lenient", "image_search"), ("mmsearch_r1", "invalid")):
+        evaluate(ScriptedAgent([spaced, _answer("x")]), RunSpec(samples, backend, env_kwargs={"rules": rules}),
+                 tmp_path / rules)
+        record = RecordsFile(tmp_path / rules / "episodes.jsonl").records[0]
+        assert record["parsed"][0]["kind"] == kind and len(record["searches_made"]) == (kind == "image_search")

@@ -22,10 +22,10 @@ from mmsearch_gym.agents.base import Agent, AgentBase, AgentBatchError, AgentErr
 from mmsearch_gym.benchmarks.metrics import compute_metrics
 from mmsearch_gym.checks import require_int
 from mmsearch_gym.data.sample import VQASample
-from mmsearch_gym.envs.grammar import parse_action
 from mmsearch_gym.registration import ENV_ID
 from mmsearch_gym.runs import (
-    MANIFEST_FILE, METRICS_FILE, RECORDS_FILE, RESUME_KEYS, RecordsAppender, check_resume, write_json_atomic,
+    MANIFEST_FILE, METRICS_FILE, RECORDS_FILE, RESUME_KEYS, RecordsAppender, RunDirectoryError, check_resume,
+    write_json_atomic,
 )
 from mmsearch_gym.search.keys import image_digest
 from mmsearch_gym.search.types import SearchBackend
@@ -134,6 +134,11 @@ def start_episode(slot_env: gym.Env, index: int, seed: int) -> EpisodeSlot:
     return EpisodeSlot(index=index, env=slot_env, obs=obs, info=info)
 
 
+def _rules(env: gym.Env) -> Any:
+    """The env's grammar rule set (`envs.rules.RuleSet`): records parse turns as the env did."""
+    return getattr(env.unwrapped, "rules")
+
+
 def episode_record(slot: EpisodeSlot, sample: VQASample, final_info: dict[str, Any], reward: float,
             error: str | None = None) -> dict[str, Any]:
     return {
@@ -143,7 +148,7 @@ def episode_record(slot: EpisodeSlot, sample: VQASample, final_info: dict[str, A
         "needs": sample.meta.get("needs") if sample.meta else None,
         "actions": slot.actions,
         "parsed": [{"kind": a.kind, "answer": a.answer, "query": a.query, "reason": a.reason}
-                   for a in map(parse_action, slot.actions)],
+                   for a in map(_rules(slot.env).parse_action, slot.actions)],
         "searches_made": slot.searches,
         "answer": final_info.get("answer"),
         "reward": round(float(reward), 10),
@@ -246,7 +251,10 @@ def evaluate(agent: Agent, spec: RunSpec, out_dir: str | Path, *, batch_size: in
     if not spec.samples:
         raise ValueError("RunSpec.samples is empty: there is nothing to evaluate")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise RunDirectoryError(f"cannot use {str(out_dir)!r} as a run directory: {error.strerror or error}") from None
     width = min(batch_size if plays_interleaved(agent) else 1, len(spec.samples))
     envs: list[gym.Env] = []
     try:
