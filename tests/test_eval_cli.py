@@ -78,3 +78,24 @@ def test_an_out_path_that_is_a_file_is_a_one_line_error(tmp_path):
     (tmp_path / "out").write_text("not a directory")
     code, output = _eval("--limit", "2", "--agents", "no-search", "--out", str(tmp_path / "out"))
     assert code == 2 and "cannot use" in _error_line(output) and "Traceback" not in output
+
+
+def test_a_cache_directory_is_pinned_by_the_hash_its_bundle_would_carry(tmp_path, suite_without_cache):
+    import json
+
+    from mmsearch_gym.agents.baselines import RAGWorkflowAgent
+    from mmsearch_gym.benchmarks.runner import RunSpec, evaluate
+    from mmsearch_gym.cache import CachedSearchBackend
+    from mmsearch_gym.cache.bundle import export_bundle
+
+    samples, backend = build_tiny_world()
+    recorder = CachedSearchBackend(backend, tmp_path / "cache", mode="record")
+    evaluate(RAGWorkflowAgent(), RunSpec(samples, recorder), tmp_path / "recording")
+    recorder.close()
+    bundle = export_bundle(tmp_path / "cache", tmp_path / "cache.zip")
+    for cache in ("cache", "cache.zip"):
+        code, output = _eval("--suite", str(suite_without_cache), "--cache", str(tmp_path / cache), "--agents", "rag",
+                             "--out", str(tmp_path / f"out-{cache}"))
+        assert code == 0, output
+        manifest = json.loads((tmp_path / f"out-{cache}" / "rag" / "manifest.json").read_text())
+        assert manifest["cache_bundle_hash"] == bundle.sha256

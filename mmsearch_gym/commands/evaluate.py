@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from mmsearch_gym.agents.base import Agent
 from mmsearch_gym.benchmarks.report import plot_summary, print_table
-from mmsearch_gym.benchmarks.runner import RunSpec, evaluate
+from mmsearch_gym.benchmarks.runner import RunSpec, cache_identity, evaluate
 from mmsearch_gym.data.sample import VQASample
 from mmsearch_gym.data.suites import resolve_dataset, suite_cache_bundle
 from mmsearch_gym.envs.search_config import resolve_search
@@ -162,7 +162,7 @@ def run_eval(
             bundle_hash = None
         else:
             backend = resolve_search(search, cache_path)
-            bundle_hash = _bundle_hash(cache_path)
+            bundle_hash = _bundle_hash(cache_path) or cache_identity(backend)  # once, not once per agent
         if text_corpus is not None:
             backend = _with_text_corpus(backend, text_corpus, text_index)
     except ValueError as error:
