@@ -143,8 +143,8 @@ def layout_problems(path: str | Path, limits: ArchiveLimits) -> list[ArchiveProb
         start = max(0, size - _EOCD_SIZE - 65535)
         handle.seek(start)
         tail = handle.read()
-        at = tail.rfind(_EOCD)
-        if at < 0 or len(tail) - at < _EOCD_SIZE:
+        at = tail.rfind(_EOCD, 0, max(0, len(tail) - _EOCD_SIZE + len(_EOCD)))  # the last complete record
+        if at < 0:
             return [ArchiveProblem("not_a_zip", f"{label} is not a zip file (no end-of-central-directory record)")]
         (disk, cd_disk, disk_entries, entries, cd_size, cd_offset,
          comment_size) = struct.unpack("<HHHHIIH", tail[at + 4:at + _EOCD_SIZE])
@@ -164,13 +164,13 @@ def layout_problems(path: str | Path, limits: ArchiveLimits) -> list[ArchiveProb
             if locator_pos < 0 or locator[:4] != _ZIP64_LOCATOR:
                 return [ArchiveProblem("malformed", f"{label} declares zip64 sizes but has no zip64 locator")]
             _, record_pos, _ = struct.unpack("<IQI", locator[4:])
-            cd_end = locator_pos - _ZIP64_EOCD_SIZE
+            cd_end = locator_pos - _ZIP64_EOCD_SIZE  # the zip64 end record (no extensible data) ends here
             handle.seek(max(0, cd_end))
             record = handle.read(_ZIP64_EOCD_SIZE)
             if cd_end < 0 or record[:4] != _ZIP64_EOCD:
-                return [ArchiveProblem("malformed", f"{label} has a damaged zip64 end record")]
+                return [ArchiveProblem("malformed", f"{label} has a damaged or extended zip64 end record")]
             entries, _, cd_size, cd_offset = struct.unpack("<QQQQ", record[24:56])
-            if record_pos + (eocd_pos - cd_end - _ZIP64_EOCD_SIZE - _ZIP64_LOCATOR_SIZE) != cd_end:
+            if record_pos != cd_end:
                 return [ArchiveProblem("malformed", f"{label} has {cd_end - record_pos} bytes before the "
                                        "archive (another zip or other data concatenated in front of it)")]
     problems = []

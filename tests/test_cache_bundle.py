@@ -184,6 +184,12 @@ REFUSALS: dict[str, tuple[Callable[[Path, Path], Path], type[BundleError], str]]
                    BundleFormatError, "is compressed"),
     "duplicate": (lambda b, out: _write_zip(out, list(_members(b).items()) + [
         ("manifest.json", _members(b)["manifest.json"])]), BundleFormatError, "appears more than once"),
+    "tampered bundle in front of an honest one": (
+        lambda b, out: (out.write_bytes(_rewrite(b, out.with_name("t.zip"), _entry_change).read_bytes()
+                                        + b.read_bytes()), out)[1],
+        BundleFormatError, "bytes before the archive"),
+    "data appended": (lambda b, out: (out.write_bytes(b.read_bytes() + b"PK\x05\x06"), out)[1],
+                      BundleFormatError, "trailing data after its end record"),
     "not a zip": (lambda b, out: (out.write_bytes(b"PK\x03\x04 definitely not a zip" * 10), out)[1],
                   BundleFormatError, "not a search cache bundle"),
 }
