@@ -30,6 +30,7 @@ from mmsearch_gym.cache.store import SearchCache
 
 _FILE_HASHES: dict[tuple[str, int, int], str] = {}
 _VERIFIED: set[tuple[object, ...]] = set()
+_CONTENT_HASHES: dict[str, str] = {}  # sha256 of a bundle file's bytes -> its verified content hash
 
 
 def default_bundle_work_dir() -> Path:
@@ -136,7 +137,10 @@ def open_bundle_cache(path: str | os.PathLike[str], work_dir: str | os.PathLike[
         if not cache.has_backend_ids_metadata:
             _record_metadata(final)
         if verify:
-            verify_cache_content(cache, verify_bundle(bundle, limits).sha256)
+            file_sha = _file_sha256(bundle)
+            if file_sha not in _CONTENT_HASHES:  # the same bytes always verify to the same content hash
+                _CONTENT_HASHES[file_sha] = verify_bundle(bundle, limits).sha256
+            verify_cache_content(cache, _CONTENT_HASHES[file_sha])
     except BaseException:
         cache.close()
         raise
