@@ -55,3 +55,34 @@ def test_secret_wrapper_never_shows_or_pickles_its_value() -> None:
 def test_short_values_are_not_registered() -> None:
     register_secret("abc")  # would redact ordinary words
     assert redact("abc abcd") == "abc abcd"
+
+
+LONG_KEY = "sk-straddle-0123456789abcdefghijklmnopqrstuv"
+
+
+@given(st.integers(min_value=0, max_value=120), st.integers(min_value=10, max_value=100), TEXT)
+def test_an_excerpt_is_redacted_before_it_is_cut(padding: int, limit: int, after: str) -> None:
+    from mmsearch_gym.net.secrets import redacted_excerpt
+
+    register_secret(LONG_KEY)
+    for value in ("x" * padding + LONG_KEY + after, ("x" * padding + LONG_KEY + after).encode()):
+        shown = redacted_excerpt(value, limit)
+        assert len(shown) <= limit
+        assert not any(LONG_KEY[i:i + 8] in shown for i in range(len(LONG_KEY) - 7)), shown
+
+
+def test_an_http_error_body_cut_across_the_key_leaks_no_half() -> None:
+    pytest.importorskip("httpx")
+    from loopback import LoopbackServer, Reply
+
+    from mmsearch_gym.net.chat import ChatClient
+    from mmsearch_gym.net.retry import HttpError, RetryPolicy
+
+    with LoopbackServer() as server:
+        server.route("/v1/chat/completions", Reply(500, "e" * 260 + f" key in use: {LONG_KEY} " + "e" * 50))
+        client = ChatClient(server.url("/v1"), api_key=LONG_KEY, trust_env=False, retry=RetryPolicy(max_attempts=1))
+        with pytest.raises(HttpError) as caught:
+            client.complete({"model": "m", "messages": []})
+    message = str(caught.value)
+    assert "HTTP 500" in message and "***" in message
+    assert not any(LONG_KEY[i:i + 8] in message for i in range(len(LONG_KEY) - 7)), message

@@ -31,7 +31,7 @@ from mmsearch_gym.checks import require_bool, require_int, require_number
 from mmsearch_gym.net.chat import ChatClient, message_text
 from mmsearch_gym.net.fetch import check_http_url
 from mmsearch_gym.net.retry import HttpError, RetryPolicy
-from mmsearch_gym.net.secrets import public_url, redact
+from mmsearch_gym.net.secrets import public_url, redact, redacted_excerpt
 
 _BODY_EXCERPT = 500
 
@@ -159,14 +159,14 @@ class OpenAICompatibleAgent(AgentBase):
         url = self.endpoint
         choices = payload.get("choices")
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-            raise AgentError(redact(f"reply from {url} has no choices: {str(payload)[:_BODY_EXCERPT]}"))
+            raise AgentError(f"reply from {url} has no choices: {redacted_excerpt(payload, _BODY_EXCERPT)}")
         choice = choices[0]
         raw_message = choice.get("message")
         message: dict[str, Any] = raw_message if isinstance(raw_message, dict) else {}
         content = message_text(message.get("content"))  # some servers return content parts
         if content is None:
             raise AgentError(redact(f"reply from {url} has no text content (finish_reason="
-                                    f"{choice.get('finish_reason')!r}): {str(choice)[:_BODY_EXCERPT]}"))
+                                    f"{choice.get('finish_reason')!r}): {redacted_excerpt(choice, _BODY_EXCERPT)}"))
         if not self.stop:
             return content
         if choice.get("finish_reason") == "stop" and self.send_stop:

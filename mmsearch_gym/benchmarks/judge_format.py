@@ -123,5 +123,5 @@ def parse_verdict(text: str | None) -> Verdict:
 
 
 def excerpt(text: Any, limit: int = REPLY_EXCERPT_CHARS) -> str:
-    shown = repr(text)
+    shown = redact(repr(text))  # before cutting: a secret cut in half would no longer be recognised
     return shown if len(shown) <= limit else shown[: limit - 3] + "..."

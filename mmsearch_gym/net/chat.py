@@ -21,7 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 from mmsearch_gym.checks import require_int, require_number
 from mmsearch_gym.net.fetch import HttpFetcher, HttpSettings, check_http_url
 from mmsearch_gym.net.retry import HttpError, RetryPolicy
-from mmsearch_gym.net.secrets import Secret, public_url, redact, register_url_credentials, secret_from
+from mmsearch_gym.net.secrets import Secret, public_url, redacted_excerpt, register_url_credentials, secret_from
 
 __all__ = ["CHAT_PATH", "ChatClient", "chat_endpoint", "message_text"]
 
@@ -124,7 +124,7 @@ class ChatClient:
                                        max_bytes=self.max_bytes, on_attempt=attempt, retry=self.retry)
         payload = fetched.json(self.what)
         if not isinstance(payload, dict):
-            raise HttpError(f"{self.what} returned JSON that is not an object: {redact(str(payload)[:300])}")
+            raise HttpError(f"{self.what} returned JSON that is not an object: {redacted_excerpt(payload, 300)}")
         return payload
 
     def close(self) -> None:

@@ -24,7 +24,7 @@ import httpx
 
 from mmsearch_gym.checks import require_int, require_number
 from mmsearch_gym.net.retry import HttpError, RetryPolicy, call_with_retries, is_retryable_status, retry_after_seconds
-from mmsearch_gym.net.secrets import redact
+from mmsearch_gym.net.secrets import redact, redacted_excerpt
 
 __all__ = [
     "DEFAULT_USER_AGENT", "Fetched", "HttpFetcher", "HttpSettings", "Oversize", "check_http_url", "make_client",
@@ -116,7 +116,7 @@ class Fetched:
             return json.loads(self.body)
         except ValueError:
             raise HttpError(f"{what} returned malformed JSON (HTTP {self.status}, "
-                            f"{len(self.body)} bytes, starts {self.body[:60]!r})") from None
+                            f"{len(self.body)} bytes, starts {redacted_excerpt(self.body, 60)!r})") from None
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
@@ -249,7 +249,7 @@ class HttpFetcher:
         headers = {k.lower(): v for k, v in response.headers.items()}
         if not 200 <= status <= 299:
             body = self._take(response, 65_536, deadline, what)[0]
-            excerpt = body[:300].decode("utf-8", errors="replace").strip()
+            excerpt = redacted_excerpt(body.strip(), 300)
             raise HttpError(f"{what} returned HTTP {status}" + (f": {excerpt}" if excerpt else ""),
                             status=status, retryable=is_retryable_status(status),
                             retry_after_s=_retry_after(headers), body=body)

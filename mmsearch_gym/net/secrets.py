@@ -20,7 +20,7 @@ from urllib.parse import quote, quote_plus, unquote, urlsplit, urlunsplit
 
 __all__ = [
     "REDACTED", "RedactingFilter", "Secret", "install_log_redaction", "public_url", "redact", "register_secret",
-    "register_url_credentials", "secret_from",
+    "redacted_excerpt", "register_url_credentials", "secret_from",
 ]
 
 _SECRETS: set[str] = set()
@@ -85,6 +85,14 @@ def redact(text: object) -> str:
     out = _SECRET_PARAM.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", out)
     out = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", out)
     return _USERINFO.sub(lambda m: f"{m.group(1)}{REDACTED}@", out)
+
+
+def redacted_excerpt(value: object, limit: int = 300) -> str:
+    """The start of `value` (text or bytes) for an error message: redacted *before* it is cut, so a
+    secret that straddles the cut cannot survive as an unrecognisable half."""
+    text = bytes(value).decode("utf-8", errors="replace") if isinstance(value, (bytes, bytearray)) else str(value)
+    text = redact(text)
+    return text if len(text) <= limit else text[: max(0, limit - 3)] + "..."
 
 
 class Secret:

@@ -17,7 +17,7 @@ from typing import Any, Mapping, Protocol
 
 from mmsearch_gym.net.fetch import HttpFetcher, HttpSettings, check_http_url
 from mmsearch_gym.net.retry import HttpError, is_retryable_status, retry_after_seconds
-from mmsearch_gym.net.secrets import Secret, redact
+from mmsearch_gym.net.secrets import Secret, redact, redacted_excerpt
 
 __all__ = ["DEFAULT_BASE_URL", "HttpxTransport", "OfficialClientTransport", "SerpApiTransport"]
 
@@ -76,7 +76,7 @@ class OfficialClientTransport:
         except serpapi.HTTPError as exc:
             response = getattr(exc, "response", None)
             retry_after = response.headers.get("Retry-After") if response is not None else None
-            message = exc.error or (response.text[:300] if response is not None else None)
+            message = exc.error or (redacted_excerpt(response.text, 300) if response is not None else None)
             raise _status_error(exc.status_code, message, retry_after) from None
         except serpapi.TimeoutError:
             raise HttpError(f"SerpApi request timed out (connect {self.settings.connect_timeout_s}s / "
@@ -84,7 +84,7 @@ class OfficialClientTransport:
         except Exception as exc:  # requests' own errors (chunked encoding, ...): message may hold the URL
             raise HttpError(f"SerpApi request failed ({type(exc).__name__}: {redact(exc)})") from None
         if isinstance(result, str):  # the client returns raw text when the body is not JSON
-            raise HttpError(f"SerpApi returned malformed JSON ({len(result)} characters, starts {result[:60]!r})")
+            raise HttpError(f"SerpApi returned malformed JSON ({len(result)} characters, starts {redacted_excerpt(result, 60)!r})")
         return result.as_dict() if hasattr(result, "as_dict") else result
 
 
@@ -111,7 +111,7 @@ class HttpxTransport:
             try:
                 message = json.loads(exc.body).get("error")
             except (ValueError, AttributeError):
-                message = exc.body[:300].decode("utf-8", errors="replace")
+                message = redacted_excerpt(exc.body, 300)
             error = _status_error(exc.status, message)
             error.retry_after_s = exc.retry_after_s
             raise error from None

@@ -18,7 +18,7 @@ from typing import Protocol, Sequence, runtime_checkable
 from mmsearch_gym.checks import require_int, require_number
 from mmsearch_gym.net.chat import ChatClient, message_text
 from mmsearch_gym.net.fetch import HttpFetcher
-from mmsearch_gym.net.secrets import Secret, redact
+from mmsearch_gym.net.secrets import Secret, redact, redacted_excerpt
 from mmsearch_gym.search.costs import UsageMeter
 from mmsearch_gym.search.reader import PageReader
 from mmsearch_gym.search.types import SearchItem, SearchResults
@@ -126,7 +126,7 @@ class ChatSummarizer:
             content = message_text(data["choices"][0]["message"]["content"]) or ""
         except (KeyError, IndexError, TypeError):
             raise SummarizerError(f"summarizer ({self.model}) answered without choices[0].message.content: "
-                                  f"{str(data)[:200]}") from None
+                                  f"{redacted_excerpt(data, 200)}") from None
         summary = first_sentences(_THINK.sub(" ", content), self.max_sentences)
         if not summary:
             raise SummarizerError(f"summarizer ({self.model}) returned an empty summary")
