@@ -174,6 +174,9 @@ def test_judge_errors_name_the_problem(judge_server: JudgeServer, run_dir: Path,
     code, output = invoke("judge", run_dir / "oracle", "--model", "m", "--base-url", judge_server.base_url,
                           "--suite", "no-such-suite", "--cache-dir", tmp_path / "v")
     assert code != 0 and "unknown dataset 'no-such-suite'" in output
+    code, output = invoke("judge", run_dir / "oracle", "--model", "m", "--base-url", "ftp://judge:sk-ftp-SECRET@host/v1",
+                          "--cache-dir", tmp_path / "v")
+    assert code == 2 and "must be an absolute http(s) URL" in output and "sk-ftp-SECRET" not in output
     assert judge_server.requests == []
 
 
