@@ -151,10 +151,12 @@ def test_import_reopens_the_bundle_with_the_callers_limits(bundle: Path, tmp_pat
     strict_default = bundle_format.DEFAULT_LIMITS
     original = strict_default.max_members
     object.__setattr__(strict_default, "max_members", 2)  # a default stricter than what the caller allows
+    strict_default.__dict__.pop("archive_limits", None)  # derived from the fields; recomputed on next use
     try:
         import_bundle(bundle, tmp_path / "imported", limits=BundleLimits(max_members=100))
     finally:
         object.__setattr__(strict_default, "max_members", original)
+        strict_default.__dict__.pop("archive_limits", None)
     with SearchCache(tmp_path / "imported", create=False) as cache:
         assert len(cache) == 5
 

@@ -40,8 +40,6 @@ IMAGE_NAME = re.compile(r"images/([0-9a-f]{64})")
 _MANIFEST_FIELDS = frozenset({"format", "format_version", "backend_ids", "entry_count", "image_count", "sha256"})
 
 
-
-
 class BundleError(ValueError):
     """A bundle was refused; `member` names the offending zip member when there is one."""
 
