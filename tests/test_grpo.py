@@ -310,6 +310,12 @@ def test_config_loading_errors_name_the_problem(tmp_path: Path) -> None:
     assert "dataset" in bad("env:\n  dataset: synth-mini\n  synth: {}\n")
     assert "static" in bad("env:\n  search: static\n")
     assert bad("learning_rate: 1e-5\nbeta: -1\n").startswith(str(tmp_path / "bad.yaml")) is True
+    # the generation and reward sections are the hf / env dataclasses themselves: their own checks apply
+    assert "generation: top_p must be a number in (0.0, 1.0], got 0.0" in bad("generation:\n  top_p: 0\n")
+    assert "generation: max_new_tokens must be an int >= 1, got 0" in bad("generation:\n  max_new_tokens: 0\n")
+    assert "env.reward: unknown scorer 'fuzzy'" in bad("env:\n  reward: {scorer: fuzzy}\n")
+    assert "env.reward: format_weight must be a number in [0.0, 1.0]" in bad("env:\n  reward: {format_weight: 2}\n")
+    assert "max_steps must be an int >= 1, got 0" in bad("max_steps: 0\n")
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "missing.yaml", GRPORunConfig)
 

@@ -1,4 +1,4 @@
-"""The `Agent` protocol every policy implements (DESIGN §8).
+"""The `Agent` protocol every policy implements.
 
 An agent sees exactly what a model would see: the env's observation (`images` + chat `messages`)
 and returns its whole assistant turn as text. `reset(info)` starts an episode (the reset `info`:

@@ -1,4 +1,5 @@
-"""🤗 transformers plumbing shared by the model agents and the trainers (DESIGN §1: `hf` → ground only).
+"""🤗 transformers plumbing shared by the model agents and the trainers (a ground-level room: `hf` imports
+only `checks`, `imaging`, `net` and `runs` of this package).
 
 - `model_files`: the local model folder and the fingerprint of its weights;
 - `processor`: loading the processor (without torchvision's video processor), the chat template,

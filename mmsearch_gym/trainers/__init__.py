@@ -1,4 +1,4 @@
-"""Trainers: multi-turn rollouts with exact loss masks, GRPO and SFT through TRL (DESIGN §8).
+"""Trainers: multi-turn rollouts with exact loss masks, GRPO and SFT through TRL.
 
 Modules (import what you need; this package imports nothing heavy by itself, so `import
 mmsearch_gym.trainers` never pulls in torch):

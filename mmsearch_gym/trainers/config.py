@@ -44,20 +44,10 @@ class SynthConfig:
     """Share of questions per need: {"none": .2, "image": .3, "image+text": .5} by default."""
 
 
-@dataclass
-class RewardSettings:
-    """`RewardConfig` fields (DESIGN §4). `penalty_warmup_steps` ramps the search penalty from 0 to
-    `search_penalty` over that many trainer steps (the trainer tells the env its step)."""
-
-    format_weight: float = 0.1
-    search_penalty: float = 0.1
-    penalty: Literal["multiplicative", "subtractive"] = "multiplicative"
-    per_search: bool = False
-    penalty_warmup_steps: int = 0
-    scorer: Literal["exact", "subem"] = "exact"
-
-    def to_reward_config(self) -> RewardConfig:
-        return RewardConfig(**dataclasses.asdict(self))
+RewardSettings = RewardConfig
+"""The `env.reward` section is `envs.reward.RewardConfig` itself, loaded field by field:
+no mirror to keep in sync. `penalty_warmup_steps` moves the search penalty from -p to +p over that many
+trainer steps (the trainer tells the env its step). Old name, kept as an alias."""
 
 
 @dataclass
@@ -77,7 +67,7 @@ class EnvConfig:
     text_search_limit: int = 2
     top_k: int = 5
     prompt_style: Literal["mmsearch_r1", "direct_answer"] = "mmsearch_r1"
-    reward: RewardSettings = field(default_factory=RewardSettings)
+    reward: RewardConfig = field(default_factory=RewardConfig)
 
 
 @dataclass
@@ -296,10 +286,6 @@ def validate(config: Any) -> None:
                               f"got {env.search!r}")
         if env.search == "static" and env.synth is None:
             raise ConfigError("env.search 'static' answers searches from the synthetic world: it needs env.synth")
-        try:
-            env.reward.to_reward_config()
-        except ValueError as error:
-            raise ConfigError(f"env.reward: {error}") from error
     if isinstance(config, GRPORunConfig):
         _positive("num_generations", config.num_generations, 2)
         _positive("beta", config.beta, 0.0)

@@ -59,7 +59,7 @@ def env_kwargs(config: EnvConfig) -> dict[str, Any]:
         "text_search_limit": config.text_search_limit,
         "top_k": config.top_k,
         "prompt_style": config.prompt_style,
-        "reward": config.reward.to_reward_config(),
+        "reward": config.reward,
     }
 
 
