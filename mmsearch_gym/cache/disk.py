@@ -47,13 +47,24 @@ class CorruptCache(CorruptCacheEntry, ValueError):
         self.cache_path = cache_path
 
 
-def database_error(cache_path: str, error: sqlite3.Error) -> Exception:
+DATABASE_ERRORS = (sqlite3.Error, UnicodeDecodeError)
+"""What a database call raises on a damaged file (SQLite decodes text columns, such as keys and
+diskcache's settings, as UTF-8, so garbled text surfaces as UnicodeDecodeError)."""
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    """Garbled bytes quoted back by SQLite may hold newlines and control characters: escape and cut."""
+    text = ascii(text)[1:-1]
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def database_error(cache_path: str, error: Exception) -> Exception:
     """The one-line error for a failed database call: `CorruptCache` when the file is damaged; a lock
     timeout or another operational failure says so and names the cache."""
-    text = str(error) or type(error).__name__
+    text = _one_line(str(error) or type(error).__name__)
     if isinstance(error, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
         return TimeoutError(f"search cache {cache_path!r} stayed locked by another process: {text}")
-    if isinstance(error, sqlite3.DatabaseError):
+    if isinstance(error, (sqlite3.DatabaseError, UnicodeDecodeError)):
         return CorruptCache(cache_path, f"{DATABASE_FILE} cannot be read ({text})")
     return RuntimeError(f"search cache {cache_path!r}: database call failed ({text})")
 
@@ -104,5 +115,5 @@ class BytesOnlyDisk(diskcache.Disk):
         return super().fetch(mode, filename, value, read)
 
 
-__all__ = ["BytesOnlyDisk", "CorruptCache", "DATABASE_FILE", "UnsafeValue", "database_error",
+__all__ = ["BytesOnlyDisk", "CorruptCache", "DATABASE_ERRORS", "DATABASE_FILE", "UnsafeValue", "database_error",
            "refuse_empty_database"]

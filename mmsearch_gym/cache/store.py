@@ -21,7 +21,6 @@ evaluation workers) can read and write at once, with transactions. How it is use
 from __future__ import annotations
 
 import os
-import sqlite3
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,7 +29,9 @@ from typing import Any, Iterator
 import diskcache
 from diskcache.core import MODE_RAW
 
-from mmsearch_gym.cache.disk import DATABASE_FILE, BytesOnlyDisk, UnsafeValue, database_error, refuse_empty_database
+from mmsearch_gym.cache.disk import (
+    DATABASE_ERRORS, DATABASE_FILE, BytesOnlyDisk, UnsafeValue, database_error, refuse_empty_database,
+)
 from mmsearch_gym.cache.hits import ConnectionHandle, Hit
 from mmsearch_gym.cache.keys import (
     ENTRY_PREFIX, IMAGE_PREFIX, cached_query_digest, entry_key, image_blob_key, query_identity,
@@ -92,14 +93,14 @@ class SearchCache:
             self._cache = diskcache.Cache(
                 self._path, timeout=timeout, disk=BytesOnlyDisk, eviction_policy="none",
                 disk_min_file_size=DISK_MIN_FILE_SIZE, statistics=0, tag_index=0)
-        except sqlite3.Error as error:
+        except DATABASE_ERRORS as error:
             raise database_error(self._path, error) from None
         self._fast_select = hasattr(type(self._cache), "_con")
         self._local = ConnectionHandle()
         self._text_keys: dict[tuple[str, str, int], str] = {}
         try:
             self._check_format()
-        except sqlite3.Error as error:
+        except DATABASE_ERRORS as error:
             self._cache.close()
             raise database_error(self._path, error) from None
         except BaseException:
@@ -159,13 +160,13 @@ class SearchCache:
             return self._cache.get(key)  # type: ignore[no-any-return]
         except UnsafeValue as error:
             raise CorruptCacheEntry(key, str(error), self._path) from None
-        except sqlite3.Error as error:
+        except DATABASE_ERRORS as error:
             raise database_error(self._path, error) from None
 
     def _set(self, key: str, value: bytes) -> None:
         try:
             self._cache.set(key, value, retry=True)
-        except sqlite3.Error as error:
+        except DATABASE_ERRORS as error:
             raise database_error(self._path, error) from None
 
     @contextmanager
@@ -175,7 +176,7 @@ class SearchCache:
         try:
             with self._cache.transact(retry=True):
                 yield
-        except sqlite3.Error as error:
+        except DATABASE_ERRORS as error:
             raise database_error(self._path, error) from None
 
     def _writable(self) -> None:
@@ -246,7 +247,7 @@ class SearchCache:
         if self._fast_select and local.pid == os.getpid():
             try:
                 row = local.execute(_SELECT_INLINE, (key,)).fetchone()
-            except sqlite3.Error as error:
+            except DATABASE_ERRORS as error:
                 raise database_error(self._path, error) from None
             stored = row[0] if row is not None and type(row[0]) is bytes else self._read(key)
         else:
@@ -321,7 +322,7 @@ class SearchCache:
                 yield key
         except UnsafeValue as error:
             raise CorruptCacheEntry("<unknown>", str(error), self._path) from None
-        except sqlite3.Error as error:
+        except DATABASE_ERRORS as error:
             raise database_error(self._path, error) from None
 
     def keys(self) -> list[str]:
@@ -381,7 +382,7 @@ class SearchCache:
     def stats(self) -> CacheStats:
         try:
             size = int(self._cache.volume())
-        except sqlite3.Error as error:
+        except DATABASE_ERRORS as error:
             raise database_error(self._path, error) from None
         return summarize(self._path, self._all_keys(), size)
 
