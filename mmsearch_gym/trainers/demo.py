@@ -50,14 +50,16 @@ class DemoConfig:
 
     seed: int = 0
     suite: SuiteScale = field(default_factory=SuiteScale)
-    top_k: int = 3
+    top_k: int = 1
+    """Results per search (1: the best image match's title, the best text match's summary)."""
     # model
     vocab_size: int = 1024
     hidden_size: int = 128
-    num_layers: int = 4
+    num_layers: int = 3
     num_heads: int = 4
+    intermediate_size: int = 256
     vision_hidden_size: int = 64
-    max_image_tokens: int = 16
+    max_image_tokens: int = 9
     # SFT
     sft_epochs: float = 4.0
     sft_learning_rate: float = 1e-3
@@ -73,10 +75,12 @@ class DemoConfig:
     # generation (all stages, evaluation greedy)
     max_new_tokens: int = 24
     eval_batch_size: int = 100
-    threads: int | None = None
+    threads: int | None = 1
+    """torch CPU threads (1: on a shared 2-core machine more threads oversubscribe and run ~5x slower)."""
 
     def __post_init__(self) -> None:
-        for name in ("seed", "top_k", "vocab_size", "hidden_size", "num_layers", "num_heads", "vision_hidden_size",
+        for name in ("seed", "top_k", "vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
+                     "vision_hidden_size",
                      "max_image_tokens", "sft_batch_size", "grpo_steps", "grpo_prompts_per_step", "num_generations",
                      "penalty_warmup_steps", "max_new_tokens", "eval_batch_size"):
             require_int(name, getattr(self, name), low=0 if name in ("seed", "penalty_warmup_steps") else 1)
@@ -92,9 +96,10 @@ class DemoConfig:
 
 
 TOY = dict(suite=SuiteScale(n_test=6, n_train=12, n_entities_test=3, n_entities_train=6, n_distractors=2),
-           vocab_size=320, hidden_size=32, num_layers=1, num_heads=2, vision_hidden_size=16, max_image_tokens=4,
+           vocab_size=320, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, vision_hidden_size=16,
+           max_image_tokens=4,
            sft_epochs=1.0, sft_batch_size=4, grpo_steps=2, grpo_prompts_per_step=2, num_generations=2,
-           max_new_tokens=8, top_k=2)
+           max_new_tokens=8)
 """Settings of the fast end-to-end test (`DemoConfig(**TOY)`): every stage runs, nothing is learnt."""
 
 
@@ -175,7 +180,7 @@ class Demo:
         from mmsearch_gym.trainers.tiny_model import build_tiny_vlm
 
         folder = self.out / "base-model"
-        keys = ("seed", "vocab_size", "hidden_size", "num_layers", "num_heads", "vision_hidden_size",
+        keys = ("seed", "vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size", "vision_hidden_size",
                 "max_image_tokens", "suite", "top_k")
         settings = {key: self.settings[key] for key in keys}
         if not _done(folder, settings):
@@ -183,7 +188,7 @@ class Demo:
             c = self.config
             build_tiny_vlm(folder, seed=c.seed, vocab_size=c.vocab_size, hidden_size=c.hidden_size,
                            num_layers=c.num_layers, num_heads=c.num_heads, vision_hidden_size=c.vision_hidden_size,
-                           max_image_tokens=c.max_image_tokens, intermediate_size=4 * c.hidden_size, texts=texts,
+                           max_image_tokens=c.max_image_tokens, intermediate_size=c.intermediate_size, texts=texts,
                            overwrite=True)
             _mark(folder, settings)
         return folder

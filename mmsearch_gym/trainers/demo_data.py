@@ -101,7 +101,7 @@ def build_demo_suite(out_dir: Path, scale: SuiteScale) -> DemoSuite:
     return DemoSuite(train, test, out_dir / "corpus", test_hash, name)
 
 
-def demo_env_kwargs(top_k: int = 3) -> dict[str, Any]:
+def demo_env_kwargs(top_k: int = 1) -> dict[str, Any]:
     """`gym.make` settings of every stage: MMSearch-R1's rules and reward (search penalty on), the
     demo's short prompts, `top_k` results per search."""
     return {"prompts": DEMO_PROMPTS, "top_k": top_k, "reward": RewardConfig(), "max_turns": 3}

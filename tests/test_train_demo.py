@@ -1,0 +1,103 @@
+"""The learning-to-search demo (`mmsearch-gym train demo`) at toy scale: every stage runs and the
+results file has its structure. The learning outcome is measured by the demo itself
+(docs/learning-to-search.md), never asserted here."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("trl")
+pytest.importorskip("bm25s")
+pytest.importorskip("matplotlib")
+
+from typer.testing import CliRunner  # noqa: E402
+
+from mmsearch_gym.trainers.demo import STAGES, TOY, DemoConfig, config_with  # noqa: E402
+from mmsearch_gym.trainers.demo_data import OverSearchAgent, SuiteScale  # noqa: E402
+from mmsearch_gym.trainers.demo_plot import moving_average, plot_learning_curves  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory):
+    from mmsearch_gym.commands.train import app
+
+    out = tmp_path_factory.mktemp("demo")
+    result = CliRunner().invoke(app, ["demo", "--out", str(out), "--toy", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+def test_every_stage_runs_and_results_have_their_structure(toy_run):
+    out, output = toy_run
+    results = json.loads((out / "results.json").read_text())
+    assert results["seed"] == 3
+    assert results["package_version"]
+    assert results["wall_seconds"] > 0
+    for stage in STAGES:
+        entry = results[stage]
+        for key in ("accuracy", "search_ratio", "format_rate", "mean_reward"):
+            assert 0.0 <= entry[key] <= 1.0, (stage, key)
+        assert set(entry["search_ratio_by_category"]) == {"search_free", "search_required"}
+        records = (out / "eval" / stage / "episodes.jsonl").read_text().splitlines()
+        assert len(records) == entry["episodes"] == 6  # every test question was played
+        assert entry["run_dir"] == str(out / "eval" / stage)
+        assert f"{stage} " in output or f"{stage}:" in output
+    # each stage trained or evaluated its own model: SFT and GRPO wrote weights of their own
+    assert (out / "sft" / "model.safetensors").is_file() and (out / "grpo" / "model.safetensors").is_file()
+    curves = [json.loads(line) for line in (out / "grpo" / "curves.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in curves] == [0, 1]
+    assert all(row["episodes"] == 4 for row in curves)  # 2 prompts x 2 generations per step
+    assert (out / "learning_curves.png").stat().st_size > 1000
+    demos = [json.loads(line) for line in (out / "demonstrations" / "episodes.jsonl").read_text().splitlines()]
+    assert all(record["actions"][0].endswith("<search><img></search>") for record in demos)
+
+
+def test_a_second_run_reuses_finished_stages(toy_run):
+    from mmsearch_gym.commands.train import app
+
+    out, _ = toy_run
+    weights = (out / "grpo" / "model.safetensors").stat().st_mtime_ns
+    result = CliRunner().invoke(app, ["demo", "--out", str(out), "--toy", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    assert (out / "grpo" / "model.safetensors").stat().st_mtime_ns == weights
+
+
+def test_over_search_demonstrator_always_searches_first():
+    from mmsearch_gym.data.synth import generate_questions, generate_world
+
+    world = generate_world(0, 6, n_test_entities=0)
+    samples = generate_questions(world, 20, 1, "train")
+    for sample in samples:
+        plan = OverSearchAgent.plan(sample)
+        assert plan[0] == "image_search" and plan[-1] == "answer"
+        if sample.category == "search_free":
+            assert plan == ["image_search", "answer"]  # the oracle would answer at once
+
+
+def test_overrides_are_checked():
+    config = config_with(DemoConfig(), ["grpo_steps=5", "temperature=1.2"])
+    assert config.grpo_steps == 5 and config.temperature == 1.2
+    with pytest.raises(ValueError, match="grpo_stepz"):
+        config_with(DemoConfig(), ["grpo_stepz=5"])
+    with pytest.raises(ValueError, match="num_generations"):
+        config_with(DemoConfig(), ["num_generations=1"])
+    with pytest.raises(ValueError, match="grpo_steps"):
+        config_with(DemoConfig(), ["grpo_steps=true"])
+    assert DemoConfig(**TOY).suite != SuiteScale() and SuiteScale().is_synth_mini
+
+
+def test_cli_reports_a_bad_override_in_one_line(tmp_path):
+    from mmsearch_gym.commands.train import app
+
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--set", "nope=1"])
+    assert result.exit_code == 1
+    assert "nope=1" in result.output and "Traceback" not in result.output
+
+
+def test_moving_average_and_empty_plot(tmp_path):
+    assert moving_average([1.0, None, 3.0, 5.0], 2) == [1.0, 1.0, 2.0, 4.0]
+    assert moving_average([None], 3) == [None]
+    png = plot_learning_curves(tmp_path / "missing.jsonl", tmp_path / "plot.png")
+    assert png.stat().st_size > 1000
