@@ -4,6 +4,7 @@
     mmsearch-gym train grpo --config examples/grpo-synth-mini.yaml
     mmsearch-gym train record-oracle --config examples/sft-synth-mini.yaml --out runs/oracle-synth-mini
     mmsearch-gym train sft  --config examples/sft-synth-mini.yaml
+    mmsearch-gym train demo --out runs/demo                    # learning to search, end to end on CPU
 
 Multi-process (CPU or GPU): `accelerate launch --num_processes 2 [--cpu] -m mmsearch_gym.commands.train
 grpo --config FILE.yaml`. Runs resume from the newest checkpoint in output_dir (`resume: auto`).
@@ -109,6 +110,31 @@ def build_tiny_model(
     except (ValueError, FileExistsError) as error:
         _fail(error)
     typer.echo(f"tiny model in {path}")
+
+
+@app.command("demo")
+def demo(
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory (results.json, learning_curves.png, stages)."),
+    seed: int = typer.Option(0, help="Seed of the model, training and sampling (the suite is synth-mini's)."),
+    toy: bool = typer.Option(False, "--toy", help="Toy scale: every stage runs in about a minute, nothing is learnt."),
+    threads: int = typer.Option(1, help="torch CPU threads (1: more oversubscribe a shared 2-core machine)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a DemoConfig field, e.g. --set grpo_steps=40."),
+) -> None:
+    """Learning to search on CPU: SFT on over-searching demonstrations, then GRPO; base/SFT/GRPO evaluated."""
+    from mmsearch_gym.trainers.demo import TOY, DemoConfig, config_with, run_demo
+
+    try:
+        config = config_with(DemoConfig(seed=seed, threads=threads, **(TOY if toy else {})), set_)
+        results = run_demo(out, config, log=typer.echo)
+    except (ValueError, FileNotFoundError, FileExistsError) as error:
+        _fail(error)
+    for stage in ("base", "sft", "grpo"):
+        entry = results[stage]
+        typer.echo(f"{stage:5s} accuracy {entry['accuracy']:.3f}  search ratio free/required "
+                   f"{entry['search_ratio_by_category']['search_free']:.3f}/"
+                   f"{entry['search_ratio_by_category']['search_required']:.3f}  format {entry['format_rate']:.3f}")
+    typer.echo(f"results in {out / 'results.json'}, curves in {out / 'learning_curves.png'} "
+               f"({results['wall_seconds']:.0f} s)")
 
 
 if __name__ == "__main__":  # `python -m mmsearch_gym.commands.train ...` (e.g. under accelerate launch)
