@@ -20,41 +20,52 @@ servers). This adapter lets them play our env's episodes unchanged and score the
 
 Evaluating with verifiers' own entry point
 -------------------------------------------
-verifiers resolves a taskset id to a TOP-LEVEL module (`vf-eval <id>` imports `<id>` with `-` → `_`,
-so a dotted path such as ours cannot be an id). `python -m mmsearch_gym.integrations.verifiers` runs
-verifiers' `vf-eval` main unchanged, with this module registered under the id `mmsearch-gym`'s
-verifiers alias `mmsearch_gym_verifiers`. Against any OpenAI-compatible server (vLLM, SGLang,
+`vf-eval <taskset-id>` imports the id as a TOP-LEVEL module (`-` read as `_`; a dotted path such as
+ours cannot be an id). `python -m mmsearch_gym.integrations.verifiers` is verifiers' `vf-eval` main,
+unchanged, run after this module is registered as the top-level module `mmsearch_gym_verifiers`, so
+the id `mmsearch-gym-verifiers` resolves to it. Against any OpenAI-compatible server (vLLM, SGLang,
 `transformers serve`, a hosted API), e.g. one at http://127.0.0.1:8000/v1 serving `my-vlm`::
 
     OPENAI_API_KEY=EMPTY python -m mmsearch_gym.integrations.verifiers mmsearch-gym-verifiers \\
         -m my-vlm --client.base-url http://127.0.0.1:8000/v1 --client.api-key-var OPENAI_API_KEY \\
-        -n 20 --no-push --no-rich -o outputs
+        -n 20 --no-push -o outputs
 
-Every `vf-eval` flag works (`-r 4` rollouts per task, `-c` concurrency, `--sampling.temperature`);
-our env's settings are `--env.taskset.*`: `dataset` (suite name or `loader:path`, default the bundled
-`synth-mini`), `search` (mode string, default strict replay of the suite's cache), `cache-path`,
-`max-turns`, `image-search-limit`, `text-search-limit`, `rules`, `prompt-style`, `top-k`,
-`max-action-chars`, `image-format`. Results land in `outputs/<run>/traces.jsonl` (one episode a line).
+(`tests/test_verifiers_adapter.py` runs exactly this against a loopback server.) `--no-push` keeps
+the run local (verifiers uploads to the Prime Intellect platform by default); `--no-rich` swaps the
+live dashboard for logs and prints every trace as JSON. Every other `vf-eval` flag works (`-r 4`
+rollouts per task, `-c` concurrency, `--sampling.temperature 0.7`, `--env.agent.max-turns`). Our
+env's settings are `--env.taskset.*`: `dataset` (suite name, suite directory or `loader:path`;
+default the bundled `synth-mini`), `search` (mode string; default strict replay of the suite's
+cache), `cache-path`, `max-turns`, `image-search-limit`, `text-search-limit`, `rules`,
+`prompt-style`, `top-k`, `max-action-chars`, `image-format`. Results: `outputs/<run>/traces.jsonl`,
+one episode a line.
+
+Python (a trainer's own loop) uses the classes directly: `register_plugin()`, then
+`vf.load_environment(MMSearchEnvConfig.model_validate({"taskset": {"id": PLUGIN_ID}}))`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import sys
 from typing import Any, Literal, Mapping, Sequence
 
 import gymnasium as gym
 import verifiers.v1 as vf
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from mmsearch_gym.agents.messages import to_openai_messages
-from mmsearch_gym.data.suites import resolve_dataset
-from mmsearch_gym.integrations.verifiers_chat import ChatHarness, ChatHarnessConfig
+from mmsearch_gym.cache.modes import REPLAY_MODES
+from mmsearch_gym.data.suites import resolve_dataset, suite_cache_bundle
+from mmsearch_gym.envs.prompts import PROMPT_STYLES
+from mmsearch_gym.envs.rules import RULE_SETS
+from mmsearch_gym.integrations.verifiers_chat import ChatHarness
 from mmsearch_gym.registration import ENV_ID, register_envs
 
 __all__ = [
     "ChatHarness", "MMSearchEnv", "MMSearchEnvConfig", "MMSearchTask", "MMSearchTaskData", "MMSearchTaskset",
-    "MMSearchTasksetConfig", "PLUGIN_ID", "PLUGIN_MODULE", "REWARD_NAME", "main", "register_plugin",
+    "MMSearchTasksetConfig", "PLUGIN_ID", "PLUGIN_MODULE", "REWARD_NAME", "SettingsError", "main", "register_plugin",
 ]
 
 PLUGIN_ID = "mmsearch-gym-verifiers"
@@ -65,13 +76,18 @@ REWARD_NAME = "mmsearch_reward"
 METRICS = ("score", "format_score", "searches", "image_searches", "text_searches")
 
 
+class SettingsError(ValueError):
+    """The env refused the taskset's settings (e.g. an unknown dataset); `main` shows it as one line."""
+
+
 class MMSearchTasksetConfig(vf.TasksetConfig):
     """Our env's settings (`--env.taskset.*`): the `gym.make` kwargs that can be written on a command line."""
 
     dataset: str = "synth-mini"
     """A suite name (e.g. `synth-mini`), a suite directory, or `loader:path` (e.g. `fvqa:test.parquet`)."""
     search: str = "replay"
-    """Search mode string of the env (`replay`, `replay_or_empty`, `record`, `live`)."""
+    """`replay` (a search missing from the cache is an error) or `replay_or_empty` (it returns no results).
+    Recording or live search needs a backend object, which a command line cannot hold."""
     cache_path: str | None = None
     """Search cache directory or bundle; None uses the suite's bundled cache."""
     max_turns: int = Field(3, ge=1)
@@ -85,6 +101,15 @@ class MMSearchTasksetConfig(vf.TasksetConfig):
     image_format: Literal["PNG", "JPEG", "WEBP"] = "PNG"
     """How images travel in `data:` URLs; PNG is lossless (the model sees exactly the env's pixels)."""
 
+    @field_validator("search", "rules", "prompt_style")
+    @classmethod
+    def _known(cls, value: str, info: Any) -> str:
+        """Refuse a misspelt name at config time (one line, before any episode runs); the env checks the rest."""
+        known = {"search": REPLAY_MODES, "rules": tuple(RULE_SETS), "prompt_style": PROMPT_STYLES}[info.field_name]
+        if value not in known:
+            raise ValueError(f"unknown {info.field_name} {value!r}; use one of {list(known)}")
+        return value
+
     def env_kwargs(self) -> dict[str, Any]:
         """The `gym.make("ImageSearchVQA-v0", ...)` keyword arguments these settings stand for."""
         kwargs: dict[str, Any] = {
@@ -96,6 +121,19 @@ class MMSearchTasksetConfig(vf.TasksetConfig):
         if self.max_action_chars is not None:
             kwargs["max_action_chars"] = self.max_action_chars
         return kwargs
+
+
+def episode_kwargs(config: MMSearchTasksetConfig) -> dict[str, Any]:
+    """`config.env_kwargs()` with the dataset loaded once, to be shared by every episode's `gym.make` (a
+    suite named by string would be read again per episode); the cache its name implies is kept."""
+    kwargs = config.env_kwargs()
+    try:
+        kwargs["dataset"] = resolve_dataset(config.dataset)
+    except ValueError as error:  # the loader's own one-line message names the bad dataset
+        raise SettingsError(f"--env.taskset.dataset: {error}") from None
+    if config.cache_path is None:
+        kwargs["cache_path"] = suite_cache_bundle(config.dataset)
+    return kwargs
 
 
 class MMSearchTaskData(vf.TaskData):
@@ -115,7 +153,18 @@ class MMSearchTaskset(vf.Taskset[MMSearchTask, MMSearchTasksetConfig]):
     """Every sample of `config.dataset`, in suite order (select with `-n`, `--select.*`)."""
 
     def load(self) -> Sequence[MMSearchTask]:
-        samples = resolve_dataset(self.config.dataset)
+        # the env itself is built once here: every setting is checked before the first episode starts,
+        # and the tasks come from the very samples the episodes will load
+        register_envs()
+        kwargs = episode_kwargs(self.config)
+        try:
+            env = gym.make(ENV_ID, **kwargs)
+        except ValueError as error:  # the env's own one-line message names the bad setting
+            raise SettingsError(f"--env.taskset: {error}") from None
+        try:
+            samples = env.unwrapped.dataset  # type: ignore[attr-defined]
+        finally:
+            env.close()
         return [MMSearchTask(MMSearchTaskData(id=sample.id, name=sample.id, index=index, sample_id=sample.id,
                                               category=sample.category),
                              self.config.task)
@@ -146,11 +195,15 @@ def _record(trace: vf.Trace, reward: float, info: Mapping[str, Any]) -> None:
 class MMSearchEnv(vf.Env[MMSearchEnvConfig]):
     """Plays one `ImageSearchVQA-v0` episode per task; the env's reward is the trace's reward."""
 
+    @functools.cached_property
+    def _episode_kwargs(self) -> dict[str, Any]:
+        register_envs()
+        return episode_kwargs(self.taskset.config)  # type: ignore[arg-type]
+
     async def run(self, task: vf.Task, agents: vf.Agents) -> None:
         config: MMSearchTasksetConfig = self.taskset.config  # type: ignore[assignment]
         data: MMSearchTaskData = task.data  # type: ignore[assignment]
-        register_envs()
-        env = gym.make(ENV_ID, **config.env_kwargs())
+        env = gym.make(ENV_ID, **self._episode_kwargs)
         try:
             await self._play(env, task, data, agents, config.image_format)
         finally:
@@ -187,7 +240,8 @@ def register_plugin() -> None:
     taskset id as a top-level module, so this module is registered under `PLUGIN_MODULE`."""
     module = sys.modules[__name__]
     existing = sys.modules.setdefault(PLUGIN_MODULE, module)
-    if existing is not module:
+    # a module re-exporting ours (an installed `mmsearch_gym_verifiers` shim) is just as good
+    if getattr(existing, "MMSearchTaskset", None) is not MMSearchTaskset:
         raise RuntimeError(f"module name {PLUGIN_MODULE!r} is already taken by {existing!r}")
 
 
@@ -196,7 +250,10 @@ def main(argv: list[str] | None = None) -> None:
     from verifiers.v1.cli.eval.main import main as vf_eval
 
     register_plugin()
-    vf_eval(argv)
+    try:
+        vf_eval(argv)
+    except SettingsError as error:
+        raise SystemExit(f"error: {error}") from None
 
 
 if __name__ == "__main__":  # run as `python -m`: register the importable module, not this `__main__` copy
