@@ -217,6 +217,8 @@ def open_archive(path: str | Path, limits: ArchiveLimits) -> zipfile.ZipFile:
 
 def unsafe_name_reason(name: str) -> str | None:
     """Why a member name could escape the directory it is extracted to (None: it cannot)."""
+    if not name.strip("/"):
+        return "names no file (empty or only slashes)"
     if "\x00" in name:
         return "contains a NUL character"
     if "\\" in name:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import ntpath
+import posixpath
 import stat
 import struct
 import warnings
@@ -189,3 +191,18 @@ def test_damaged_bytes_give_archive_errors_only(tmp_path: Path, data: bytes, cut
                     read_member(archive, info, STORED_AND_DEFLATED)
         except ArchiveError as error:
             assert error.reasons and all("\n" not in reason for reason in error.reasons)
+
+
+
+_PART = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=6)
+
+
+@settings(max_examples=400, deadline=None)
+@given(parts=st.lists(st.one_of(_PART, st.sampled_from(["..", ".", "", "C:", "a\\..", "/", "\\"])),
+                      min_size=1, max_size=5))
+def test_a_name_called_safe_stays_inside_its_directory_on_posix_and_windows(parts: list[str]) -> None:
+    name = "/".join(parts)
+    if unsafe_name_reason(name) is not None:
+        return
+    assert posixpath.normpath(posixpath.join("/base", name)).startswith("/base/")
+    assert ntpath.normpath(ntpath.join("C:\\base", name)).startswith("C:\\base\\")
