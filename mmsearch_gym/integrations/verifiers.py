@@ -49,7 +49,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import sys
-from typing import Any, Literal, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, SupportsFloat, cast
 
 import gymnasium as gym
 import verifiers.v1 as vf
@@ -64,8 +65,19 @@ from mmsearch_gym.integrations.verifiers_chat import ChatHarness
 from mmsearch_gym.registration import ENV_ID, register_envs
 
 __all__ = [
-    "ChatHarness", "MMSearchEnv", "MMSearchEnvConfig", "MMSearchTask", "MMSearchTaskData", "MMSearchTaskset",
-    "MMSearchTasksetConfig", "PLUGIN_ID", "PLUGIN_MODULE", "REWARD_NAME", "SettingsError", "main", "register_plugin",
+    "PLUGIN_ID",
+    "PLUGIN_MODULE",
+    "REWARD_NAME",
+    "ChatHarness",
+    "MMSearchEnv",
+    "MMSearchEnvConfig",
+    "MMSearchTask",
+    "MMSearchTaskData",
+    "MMSearchTaskset",
+    "MMSearchTasksetConfig",
+    "SettingsError",
+    "main",
+    "register_plugin",
 ]
 
 PLUGIN_ID = "mmsearch-gym-verifiers"
@@ -215,7 +227,7 @@ class MMSearchEnv(vf.Env[MMSearchEnvConfig]):
         if info["sample_id"] != data.sample_id:
             raise ValueError(f"task {data.idx}: the suite's sample {data.index} is {info['sample_id']!r}, "
                              f"the task was built for {data.sample_id!r}; the dataset changed under the taskset")
-        ended, reward = False, 0.0
+        ended, reward = False, cast(SupportsFloat, 0.0)
         async with agents.agent.interaction(task) as interaction:
             messages = to_openai_messages(obs, image_format)
             segment = await interaction.turn(messages)
