@@ -8,14 +8,13 @@ evaluation workers) can read and write at once, with transactions. How it is use
   directory, never a SQLite traceback, and an empty one is never silently re-created.
 - Entries are canonical JSON with a checksum (`serialize`); thumbnails live once each under
   ``img|<sha256>``, so identical thumbnails dedupe and every value stays below `disk_min_file_size`,
-  inside the database (values stored as separate files are ~2x slower to read,
-  docs/measured-floors.md).
+  inside the database (values stored as separate files are ~2x slower to read: docs/measured-floors.md).
 - Eviction is off: a recorded cache is data, not a best-effort cache, and must not silently lose entries.
 - Recording is first-writer-wins (`add`): when several processes record the same search at once,
   the first stored result stays and every writer gets it back, so what each run saw is what replays.
 - The backend ids are kept in metadata (`metadata`), so opening a cache for replay is O(1).
-- A hit is one indexed SELECT; a parsed result is reused while its stored bytes stay the same
-  (`hits`), and every hit still reads the database, so rewrites by another process are seen.
+- A hit is one indexed SELECT; a parsed result is reused while its stored bytes stay the same (`hits`);
+  every hit still reads the database, so rewrites by another process are seen.
 """
 
 from __future__ import annotations
@@ -29,21 +28,18 @@ from typing import Any, Iterator
 import diskcache
 from diskcache.core import MODE_RAW
 
-from mmsearch_gym.cache.disk import (
-    DATABASE_ERRORS, DATABASE_FILE, BytesOnlyDisk, UnsafeValue, database_error, refuse_empty_database,
-)
+from mmsearch_gym.cache.disk import DATABASE_ERRORS, DATABASE_FILE, BytesOnlyDisk, UnsafeValue, database_error
+from mmsearch_gym.cache.disk import refuse_empty_database
 from mmsearch_gym.cache.hits import ConnectionHandle, Hit
-from mmsearch_gym.cache.keys import (
-    ENTRY_PREFIX, IMAGE_PREFIX, cached_query_digest, entry_key, image_blob_key, query_identity,
-)
+from mmsearch_gym.cache.keys import ENTRY_PREFIX, IMAGE_PREFIX, cached_query_digest, entry_key, image_blob_key
+from mmsearch_gym.cache.keys import query_identity
 from mmsearch_gym.cache.listing import CacheEntry, CacheStats, key_parts, scan_backend_ids, summarize
 from mmsearch_gym.cache.metadata import (
     BACKEND_IDS_KEY, CACHE_FORMAT, CACHE_FORMAT_VERSION, FORMAT_KEY, FORMAT_VALUE, check_format_marker,
     decode_backend_ids, encode_backend_ids,
 )
-from mmsearch_gym.cache.serialize import (
-    check_image_blob, decode_stored_entry, encode_entry, sha256_hex, unwrap_entry, wrap_entry,
-)
+from mmsearch_gym.cache.serialize import check_image_blob, decode_stored_entry, encode_entry, sha256_hex
+from mmsearch_gym.cache.serialize import unwrap_entry, wrap_entry
 from mmsearch_gym.checks import require_int
 from mmsearch_gym.search.errors import CorruptCacheEntry
 from mmsearch_gym.search.types import QueryImage, SearchResults
@@ -107,24 +103,19 @@ class SearchCache:
             self._cache.close()
             raise
 
-    # -- opening --------------------------------------------------------------------------------------
-
     def _check_format(self) -> None:
         marker = self._read(FORMAT_KEY)
-        if marker is None:
-            if self._readonly:
-                if len(self._cache):
-                    raise ValueError(f"{self._path!r} is a diskcache directory but not an mmsearch-gym search cache")
-                return
+        if marker is None and not self._readonly:
             with self.transaction():
                 marker = self._read(FORMAT_KEY)
-                if marker is None:
-                    if len(self._cache):
-                        raise ValueError(
-                            f"{self._path!r} is a diskcache directory but not an mmsearch-gym search cache")
+                if marker is None and not len(self._cache):  # a new cache: mark it ours
                     self._set(FORMAT_KEY, FORMAT_VALUE)
                     self._set(BACKEND_IDS_KEY, encode_backend_ids(set()))
                     return
+        if marker is None:
+            if len(self._cache):
+                raise ValueError(f"{self._path!r} is a diskcache directory but not an mmsearch-gym search cache")
+            return  # an empty read-only cache
         check_format_marker(marker, self._path)
 
     @property
