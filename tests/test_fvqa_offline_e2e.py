@@ -80,6 +80,10 @@ def test_fvqa_eval_offline_with_imported_bundle_and_wiki_index(tmp_path: Path) -
                                 "--agents", "rag", "--out", str(tmp_path / "run2")])
     assert again.exit_code == 0, again.output  # the stored index is reused
     assert json.loads((tmp_path / "run2" / "rag" / "metrics.json").read_text())["accuracy"] == 1.0
+    missing = runner.invoke(app, ["eval", "--suite", f"fvqa:{parquet}", "--cache", str(bundle), "--text-corpus",
+                                  str(tmp_path / "nope.jsonl"), "--agents", "rag", "--out", str(tmp_path / "run3")])
+    assert missing.exit_code == 2 and "wiki corpus file not found" in missing.output
+    assert missing.exception is None or isinstance(missing.exception, SystemExit)
 
 
 def test_one_line_python_configuration(tmp_path: Path) -> None:

@@ -154,3 +154,11 @@ def test_split_contents() -> None:
     assert split_contents('"Paris"\nParis is the capital.') == ("Paris", "Paris is the capital.")
     assert split_contents("no title line") == ("", "no title line")
     assert split_contents('"A "quoted" title"\ntext\nmore') == ('A "quoted" title', "text\nmore")
+
+
+def test_unwritable_index_dir_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "w.jsonl"
+    write_wiki(path, n_random=20)
+    (tmp_path / "blocker").write_text("a file where the index directory should go")
+    with pytest.raises(WikiCorpusError, match=r"cannot build the index .*give index_dir a writable directory"):
+        WikiTextSearch(path, index_dir=tmp_path / "blocker" / "idx")

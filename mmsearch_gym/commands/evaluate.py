@@ -109,7 +109,11 @@ def _with_text_corpus(image_backend: Any, corpus: Path, index_dir: Optional[Path
     """Image search from `image_backend` (e.g. strict replay of a bundle), text search live from a local
     BM25 index over a wiki-18 passage file (built on first use)."""
     from mmsearch_gym.search import CombinedSearch
-    from mmsearch_gym.search.wiki import WikiTextSearch, default_index_root
+
+    try:
+        from mmsearch_gym.search.wiki import WikiTextSearch, default_index_root
+    except ImportError as error:
+        raise ValueError(f"--text-corpus: {error}") from None
 
     where = index_dir or default_index_root(corpus)
     console.print(f"text search: BM25 over {corpus} (index in {where}; built on first use, which streams the file once)")

@@ -111,8 +111,12 @@ class WikiTextSearch:
             if not build and not rebuild:
                 raise WikiCorpusError(f"no current index of {str(self._corpus)!r} in {str(self.index_path)!r}; "
                                       "build it first (WikiTextSearch(corpus, build=True))")
-            manifest = build_wiki_index(self._corpus, self.index_path, stopwords=self._stopwords, k1=k1, b=b,
-                                        build=self._build, chunk_lines=chunk_lines)
+            try:
+                manifest = build_wiki_index(self._corpus, self.index_path, stopwords=self._stopwords, k1=k1, b=b,
+                                            build=self._build, chunk_lines=chunk_lines)
+            except OSError as error:
+                raise WikiCorpusError(f"cannot build the index of {str(self._corpus)!r} in {str(self.index_path)!r} "
+                                      f"({error}); give index_dir a writable directory") from None
         self._manifest = manifest
         self._stat = (manifest["corpus"]["size"], manifest["corpus"]["mtime_ns"])
         self._bm25 = load_bm25(self.index_path / "bm25")
