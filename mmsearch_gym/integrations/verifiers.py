@@ -41,7 +41,11 @@ cache), `cache-path`, `max-turns`, `image-search-limit`, `text-search-limit`, `r
 one episode a line.
 
 Python (a trainer's own loop) uses the classes directly: `register_plugin()`, then
-`vf.load_environment(MMSearchEnvConfig.model_validate({"taskset": {"id": PLUGIN_ID}}))`.
+`vf.load_environment(MMSearchEnvConfig.model_validate({"taskset": {"id": PLUGIN_ID}}))`. verifiers'
+env servers (prime-rl) start their workers with `spawn`, and each imports the id itself: there the
+id needs a real top-level module, e.g. a file `mmsearch_gym_verifiers.py` on the path holding the
+two lines `from mmsearch_gym.integrations.verifiers import *` and `... import __all__` (verifiers
+finds plugins through `__all__`); with it, plain `vf-eval mmsearch-gym-verifiers ...` works too.
 """
 
 from __future__ import annotations
@@ -240,11 +244,12 @@ class MMSearchEnv(vf.Env[MMSearchEnvConfig]):
                 sent = len(messages) + 1  # the assistant turn just played is already on the trace
                 messages = await asyncio.to_thread(to_openai_messages, obs, image_format)
                 segment = await interaction.turn(messages[sent:])
-        trace = interaction.trace
-        trace.info["mmsearch"] = {"sample_id": data.sample_id, "episode_ended": ended,
-                                  "action_kind": info.get("action_kind"), "answer": info.get("answer")}
-        if ended:
-            _record(trace, float(reward), info)
+            # recorded before the exchange closes, so verifiers' own log and dashboard show our reward too
+            trace = interaction.trace
+            trace.info["mmsearch"] = {"sample_id": data.sample_id, "episode_ended": ended,
+                                      "action_kind": info.get("action_kind"), "answer": info.get("answer")}
+            if ended:
+                _record(trace, float(reward), info)
 
 
 def register_plugin() -> None:
