@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import importlib
 import io
 import json
 import os
@@ -35,7 +36,7 @@ from mmsearch_gym.agents.baselines import OracleAgent
 from mmsearch_gym.agents.messages import to_openai_messages
 from mmsearch_gym.data.suites import resolve_dataset
 from mmsearch_gym.integrations import verifiers as adapter
-from mmsearch_gym.integrations.verifiers_chat import chat_request
+from mmsearch_gym.integrations.verifiers_chat import ChatHarnessConfig, chat_request
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITE = "synth-mini"
@@ -276,3 +277,20 @@ def test_the_taskset_is_the_suite_in_order() -> None:
     tasks = list(adapter.MMSearchTaskset(adapter.MMSearchTasksetConfig(dataset=SUITE)).take(3))
     assert [(t.data.idx, t.data.index, t.data.sample_id, t.data.prompt) for t in tasks] == [
         (i, i, samples[i].id, None) for i in range(3)]
+
+
+def test_a_top_level_shim_module_is_a_plugin_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The two-line module the docstring prescribes for spawned env servers resolves to our classes, and
+    `register_plugin` accepts it in place of this module."""
+    (tmp_path / f"{adapter.PLUGIN_MODULE}.py").write_text(
+        "from mmsearch_gym.integrations.verifiers import *  # noqa: F403\n"
+        "from mmsearch_gym.integrations.verifiers import __all__  # noqa: F401\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, adapter.PLUGIN_MODULE, raising=False)
+    shim = importlib.import_module(adapter.PLUGIN_MODULE)
+    assert shim is not adapter and shim.__file__ == str(tmp_path / f"{adapter.PLUGIN_MODULE}.py")
+    assert vf.environment_class(adapter.PLUGIN_ID) is adapter.MMSearchEnv
+    assert vf.load_taskset(adapter.MMSearchTasksetConfig(id=adapter.PLUGIN_ID)).__class__ is adapter.MMSearchTaskset
+    assert vf.harness_config_type(adapter.PLUGIN_ID) is ChatHarnessConfig
+    adapter.register_plugin()
+    assert sys.modules[adapter.PLUGIN_MODULE] is shim
