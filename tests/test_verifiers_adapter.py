@@ -78,9 +78,15 @@ class OracleServer:
         self._lock = threading.Lock()
 
     def sample_of(self, messages: list[dict[str, Any]]) -> Any:
+        """The sample whose question image (pixel for pixel) and question text open the conversation (some
+        samples share an image: same entity, another question)."""
+        first = messages[0]["content"]
         question_image = _images_in(messages[:1])[0]
-        matches = [s for s in self.samples if np.array_equal(s.rgb(), question_image)]
-        assert len(matches) == 1, "the question image did not reach the server with the env's pixels"
+        text = "".join(part["text"] for part in first if part["type"] == "text")
+        same_image = [s for s in self.samples if np.array_equal(s.rgb(), question_image)]
+        assert same_image, "the question image did not reach the server with the env's pixels"
+        matches = [s for s in same_image if s.question in text]
+        assert len(matches) == 1, f"{len(matches)} samples have this image and question"
         return matches[0]
 
     def __call__(self, request: Any) -> Reply:
