@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import importlib
+import importlib.util
 import io
 import json
 import os
@@ -300,3 +301,14 @@ def test_a_top_level_shim_module_is_a_plugin_too(tmp_path: Path, monkeypatch: py
     assert vf.harness_config_type(adapter.PLUGIN_ID) is ChatHarnessConfig
     adapter.register_plugin()
     assert sys.modules[adapter.PLUGIN_MODULE] is shim
+
+
+@pytest.mark.parametrize("module", ["verifiers", "verifiers_chat"])
+def test_without_the_extra_the_import_error_says_what_to_install(module: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "verifiers.v1", None)  # what a missing package looks like to `import`
+    path = ROOT / "mmsearch_gym" / "integrations" / f"{module}.py"
+    spec = importlib.util.spec_from_file_location(f"_fresh_{module}", path)
+    assert spec is not None and spec.loader is not None
+    with pytest.raises(ImportError, match=r"^the verifiers adapter needs verifiers 0\.4: "
+                                          r"pip install 'mmsearch-gym\[verifiers\]'"):
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))

@@ -57,7 +57,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal, SupportsFloat, cast
 
 import gymnasium as gym
-import verifiers.v1 as vf
+
+try:
+    import verifiers.v1 as vf
+except ImportError as _error:  # the optional extra is missing
+    raise ImportError("the verifiers adapter needs verifiers 0.4: pip install 'mmsearch-gym[verifiers]' "
+                      f"({_error})") from None
 from pydantic import Field, field_validator
 
 from mmsearch_gym.agents.messages import to_openai_messages

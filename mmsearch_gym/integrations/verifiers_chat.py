@@ -14,8 +14,12 @@ from __future__ import annotations
 
 from typing import Any
 
+try:
+    import verifiers.v1 as vf
+except ImportError as _error:  # the optional extra is missing
+    raise ImportError("the verifiers adapter needs verifiers 0.4: pip install 'mmsearch-gym[verifiers]' "
+                      f"({_error})") from None
 import httpx
-import verifiers.v1 as vf
 from pydantic import Field
 from verifiers.v1.dialects.chat import message_to_wire
 from verifiers.v1.runtimes import ProgramResult
