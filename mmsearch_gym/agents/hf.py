@@ -242,6 +242,7 @@ class TransformersAgent(AgentBase):
             "chat_template_sha256": sha256_text(self.chat_template),
             "generation": dict(self.generation_params),
             "stop": list(self.checker.stop),
+            "eos_token_ids": list(self.special_ids.eos),
             "suppressed_token_ids": list(self.suppressed_token_ids),
             "max_batch_size": self.max_batch_size,
             "processor_kwargs": dict(self.processor_kwargs),

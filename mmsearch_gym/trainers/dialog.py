@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from mmsearch_gym.envs.types import Observation
-from mmsearch_gym.hf.messages import to_hf_messages
+from mmsearch_gym.hf.messages import message_parts, to_hf_messages
 from mmsearch_gym.hf.processor import chat_template_of
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -162,15 +162,14 @@ class DialogTokenizer:
         first = next((i for i, message in enumerate(messages) if message.get("role") == "assistant"), None)
         if first is None:
             raise ValueError("the observation holds no assistant turn to train on")
-        prompt = self.prompt({"images": obs["images"], "messages": messages[:first]})
+        prompt = self.prompt({"images": obs["images"], "messages": tuple(messages[:first])})
         completion = Rendered([])
         mask: list[int] = []
         for index in range(first, len(messages)):
             message = messages[index]
             if message.get("role") == "assistant":
-                content = message["content"]
-                text = content if isinstance(content, str) else "".join(
-                    part["text"] for part in content if part.get("type") == "text")
+                _, parts = message_parts(message, index)
+                text = "".join(part["text"] for part in parts if part["type"] == "text")
                 ids = self.assistant_ids(text)
                 completion.ids += ids + self.end_of_turn_ids
                 mask += [1] * len(ids) + [0] * len(self.end_of_turn_ids)
