@@ -11,6 +11,7 @@ from mmsearch_gym.commands.evaluate import run_eval
 from mmsearch_gym.commands.judge import judge_command
 from mmsearch_gym.commands.leaderboard import leaderboard_app, submit_command, validate_command
 from mmsearch_gym.commands.record import record_command
+from mmsearch_gym.commands.serve import serve_command
 from mmsearch_gym.commands.train import app as train_app
 
 app = typer.Typer(help="mmsearch-gym: search-augmented VQA environments, search caches, evaluation, leaderboard.",
@@ -24,6 +25,7 @@ app.command("judge")(judge_command)
 app.command("eval")(run_eval)
 app.command("submit")(submit_command)
 app.command("validate")(validate_command)
+app.command("serve")(serve_command)
 
 
 @app.callback()

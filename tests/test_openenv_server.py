@@ -19,6 +19,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -347,3 +348,32 @@ def test_deploy_files_point_at_an_importable_app() -> None:
     assert hasattr(importlib.import_module(module_name), attribute)
     dockerfile = (root / "Dockerfile").read_text()
     assert spec["app"] in dockerfile and '".[serve]"' in dockerfile
+
+
+def test_eval_over_the_wire_gives_byte_identical_metrics(server: str, tmp_path: Path) -> None:
+    """`mmsearch-gym eval --server` writes the same run directory as a local eval of the same agents."""
+    from typer.testing import CliRunner
+
+    from mmsearch_gym.cli import app
+
+    runner = CliRunner()
+    common = ["eval", "--agents", "oracle,rag", "--limit", "40", "--batch-size", "4"]
+    local = runner.invoke(app, [*common, "--out", str(tmp_path / "local")])
+    remote = runner.invoke(app, [*common, "--out", str(tmp_path / "remote"), "--server", server])
+    assert local.exit_code == 0, local.output
+    assert remote.exit_code == 0, remote.output
+    for agent in ("oracle", "rag"):
+        for name in ("metrics.json", "episodes.jsonl", "manifest.json"):
+            assert (tmp_path / "remote" / agent / name).read_bytes() == \
+                (tmp_path / "local" / agent / name).read_bytes(), (agent, name)
+
+
+def test_eval_refuses_a_server_with_other_settings(server: str, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mmsearch_gym.cli import app
+
+    result = CliRunner().invoke(app, ["eval", "--agents", "oracle", "--limit", "2", "--env", "max_turns=4",
+                                      "--server", server, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2
+    assert "max_turns=3" in result.output and "Traceback" not in result.output

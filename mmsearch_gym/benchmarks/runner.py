@@ -57,9 +57,29 @@ class RunSpec:
     suite_name: str = "custom"
     suite_hash: str | None = None
     cache_bundle_hash: str | None = None
+    server: str | None = None
+    """Play on a `mmsearch-gym serve` server (`ws://host:port`) instead of in-process. The manifest still
+    describes the local settings above, and the server's must match them, so the run directory is the
+    same as a local run's (metrics byte for byte)."""
 
     def make_env(self) -> gym.Env:
+        if self.server is not None:
+            return gym.make(ENV_ID, server=self.server)
+        return self.make_local_env()
+
+    def make_local_env(self) -> gym.Env:
         return gym.make(ENV_ID, dataset=self.samples, search=self.search, **self.env_kwargs)
+
+
+def check_server_settings(reference: gym.Env, remote: gym.Env) -> None:
+    """Refuse to play on a server whose settings differ from the run's (they would change the numbers)."""
+    local: Any = reference.unwrapped
+    served: dict[str, Any] = dict(getattr(remote.unwrapped, "settings", {}))
+    for name, value in served.items():
+        mine = local.rules.name if name == "rules" else getattr(local, name, value)
+        if mine != value:
+            raise RunDirectoryError(f"the server plays {name}={value!r} but this run has {name}={mine!r}; "
+                                    "start the server with the same settings (mmsearch-gym serve --env KEY=VALUE)")
 
 
 def _agent_card(agent: Agent) -> dict[str, Any]:
@@ -260,11 +280,16 @@ def evaluate(agent: Agent, spec: RunSpec, out_dir: str | Path, *, batch_size: in
     try:
         for _ in range(width):
             envs.append(spec.make_env())
-        manifest = build_manifest(spec, agent, envs[0])
+        reference = envs[0] if spec.server is None else spec.make_local_env()
+        if reference is not envs[0]:
+            envs.append(reference)  # closed with the others; never played on
+            for env in envs[:width]:
+                check_server_settings(reference, env)
+        manifest = build_manifest(spec, agent, reference)
         check_resume(out_dir, manifest)
         write_json_atomic(out_dir / MANIFEST_FILE, manifest)
         records = RecordsAppender(out_dir / RECORDS_FILE)
-        _play(agent, spec, envs, records, progress)
+        _play(agent, spec, envs[:width], records, progress)
     finally:
         for env in envs:
             env.close()

@@ -139,6 +139,7 @@ def run_eval(
     seed: int = typer.Option(0, help="Episode i is reset with seed + i."),
     batch_size: int = typer.Option(1, min=1, help="Episodes played in lockstep (batched agents)."),
     env: List[str] = typer.Option([], help="Env setting KEY=VALUE (JSON value), e.g. max_turns=4."),
+    server: Optional[str] = typer.Option(None, help="Play the episodes on a `mmsearch-gym serve` server (ws://host:port) serving the same suite and settings; the run directory is the same as a local run's."),
 ) -> None:
     """Evaluate agents offline and print the comparison table (writes episodes, metrics, manifest, summary.png)."""
     try:
@@ -181,11 +182,17 @@ def run_eval(
     options: dict[str, Any] = {"max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed}
     if agent == "hf":
         options["device"] = device
-    spec = RunSpec(samples, backend, env_kwargs=env_kwargs, seed=seed, suite_name=suite, cache_bundle_hash=bundle_hash)
+    spec = RunSpec(samples, backend, env_kwargs=env_kwargs, seed=seed, suite_name=suite, cache_bundle_hash=bundle_hash,
+                   server=server)
     try:  # bad --env values fail here, once, before any agent is loaded
-        spec.make_env().close()
+        spec.make_local_env().close()
     except (ValueError, TypeError) as error:
         fail(f"--env: {error}")
+    if server is not None:
+        try:  # an unreachable server, or the `serve` extra missing, is one line too
+            spec.make_env().close()
+        except (ImportError, RuntimeError, ValueError) as error:
+            fail(f"--server: {error}")
     results: dict[str, dict[str, Any]] = {}
     for name in names:
         player = (_model_agent(name, model, base_url, options) if name in MODEL_AGENTS

@@ -19,6 +19,7 @@ from gymnasium import spaces
 from openenv.core.client_types import StepResult
 from openenv.core.env_client import EnvClient
 
+from mmsearch_gym.envs.rules import resolve_rules
 from mmsearch_gym.envs.spaces import ChatMessages, RGBImage, UnicodeText
 from mmsearch_gym.integrations.openenv.models import (
     ImageSearchVQAAction,
@@ -87,6 +88,8 @@ class RemoteImageSearchVQAEnv(gym.Env):
             raise RemoteEnvError(f"cannot open a session on {server}: {error}") from None
         settings = dict(getattr(state, "settings", None) or {})
         self.settings = settings
+        self.rules = resolve_rules(settings.get("rules", "mmsearch_r1"))
+        """The server's rule set: evaluation records parse turns with it, as the server did."""
         max_turns = int(settings.get("max_turns", 3))
         max_images = 1 + int(settings.get("image_search_limit", 1)) * int(settings.get("top_k", 5))
         self.observation_space = spaces.Dict({

@@ -33,7 +33,8 @@ from mmsearch_gym.registration import ENV_ID
 __all__ = ["ImageSearchVQAServerEnv", "make_app", "serve", "SPACE_SETTINGS"]
 
 SPACE_SETTINGS = ("max_turns", "image_search_limit", "text_search_limit", "top_k", "max_action_chars")
-"""Env settings sent in `state` so that a remote client builds the same observation space."""
+"""Env settings sent in `state` (with the rule set's name) so that a remote client builds the same
+observation space, parses turns with the same rules, and an evaluation can check it plays what it records."""
 
 
 class ImageSearchVQAServerEnv(Environment[ImageSearchVQAAction, ImageSearchVQAObservation, ImageSearchVQAState]):
@@ -71,7 +72,8 @@ class ImageSearchVQAServerEnv(Environment[ImageSearchVQAAction, ImageSearchVQAOb
     @property
     def state(self) -> ImageSearchVQAState:
         env = self._env.unwrapped
-        settings = {name: getattr(env, name) for name in SPACE_SETTINGS}
+        settings: dict[str, Any] = {name: getattr(env, name) for name in SPACE_SETTINGS}
+        settings["rules"] = env.rules.name
         return ImageSearchVQAState(episode_id=self._episode_id, step_count=self._steps,
                                    sample_id=self._sample_id, done=self._done, settings=settings)
 
