@@ -3,9 +3,9 @@ server: verifiers' own `vf-eval` (the command the module docstring documents, ru
 env's episodes, and each episode must carry OUR reward, the images must reach the server as the env's
 pixels, and a wrong answer must get the env's low reward. Skipped when the `verifiers` extra is absent.
 
-The server answers like `OracleAgent`: it recognises the sample by the question image it received (so an
-image that did not arrive intact fails the test) and plays the sample's search plan; for one sample it
-answers wrongly on purpose.
+The server answers like `OracleAgent`: it recognises the sample by the question image (pixel for pixel, so
+an image that did not arrive intact fails the test) and question it received, and plays the sample's
+search plan; for one sample it answers wrongly on purpose.
 """
 
 from __future__ import annotations
