@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
-Observation = Mapping[str, Any]
+from mmsearch_gym.envs.types import Observation
+
+__all__ = ["Agent", "AgentBase", "AgentBatchError", "AgentError", "Observation"]
 
 
 class AgentError(RuntimeError):
