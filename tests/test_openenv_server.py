@@ -203,9 +203,9 @@ def test_32_concurrent_sessions_keep_their_own_state(server: str, local_env: gym
 
     def worker(index: int) -> None:
         try:
-            env = RemoteImageSearchVQAEnv(server)
+            env = RemoteImageSearchVQAEnv(server, connect_timeout_s=240)  # 32 at once on 2 busy cores
             try:
-                barrier.wait(timeout=60)  # every session open at once before any episode starts
+                barrier.wait(timeout=300)  # every session open at once before any episode starts
                 results[index] = _play(env, OracleAgent(local_env.unwrapped.dataset), index)
             finally:
                 env.close()

@@ -76,7 +76,7 @@ class RemoteImageSearchVQAEnv(gym.Env):
 
     metadata = {"render_modes": []}
 
-    def __init__(self, server: str, connect_timeout_s: float = 10.0, message_timeout_s: float = 120.0) -> None:
+    def __init__(self, server: str, connect_timeout_s: float = 30.0, message_timeout_s: float = 120.0) -> None:
         self.server = server
         self._client = ImageSearchVQAClient(base_url=server, connect_timeout_s=connect_timeout_s,
                                             message_timeout_s=message_timeout_s).sync()
