@@ -23,8 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from mmsearch_gym.agents.base import AgentBase, Observation
-from mmsearch_gym.agents.messages import to_hf_messages
+from mmsearch_gym.agents.base import LocalModelAgent, Observation
 from mmsearch_gym.agents.stopping import ACTION_STOP_STRINGS, StopChecker, truncate_at_stop
 from mmsearch_gym.checks import require_int
 from mmsearch_gym.hf.generation import GenerationSettings, build_generation_config, suppress_tokens_processor
@@ -80,7 +79,7 @@ def _resolve_dtype(dtype: Any, device: str) -> torch.dtype:
     raise ValueError(f"dtype must be 'auto', 'float32', 'bfloat16', 'float16' or a torch.dtype, got {dtype!r}")
 
 
-class TransformersAgent(AgentBase):
+class TransformersAgent(LocalModelAgent):
     """A local VLM (e.g. Qwen2.5-VL) run with transformers' `generate`.
 
     Args:
@@ -131,26 +130,17 @@ class TransformersAgent(AgentBase):
                                            max_batch_size=max_batch_size)
         if seed is not None:
             seed = require_int("seed", seed, low=0)
-        self.model_path = local_model_dir(model_path)
         self.device = _resolve_device(device)
         self.dtype = _resolve_dtype(dtype, self.device)
-        self.checker = StopChecker(stop if stop is not None else ())
+        self.processor_kwargs = dict(processor_kwargs or {})
+        self._open_model_folder(model_path, stop, self.processor_kwargs, chat_template_kwargs, name)
+        self.checker = StopChecker(self.stop)
         self.max_batch_size = self.settings.max_batch_size
         self.seed = seed
-        self.processor_kwargs = dict(processor_kwargs or {})
-        self.chat_template_kwargs = dict(chat_template_kwargs or {})
-        if name is not None:
-            self.name = name
-
-        self.processor = load_processor(self.model_path, **self.processor_kwargs)
         self.tokenizer: Any = getattr(self.processor, "tokenizer", None)
         if self.tokenizer is None:
             raise ValueError(f"the processor in {str(self.model_path)!r} has no tokenizer")
         self.tokenizer.padding_side = "left"
-        self.chat_template = chat_template_of(self.processor)
-        if self.chat_template is None:
-            raise ValueError(f"{str(self.model_path)!r} has no chat template (chat_template.jinja or "
-                             "chat_template.json); the agent needs one to render dialogs")
 
         model_kwargs: dict[str, Any] = {"local_files_only": True, "dtype": self.dtype}
         if attn_implementation is not None:
@@ -167,33 +157,11 @@ class TransformersAgent(AgentBase):
         self._calls = 0
         self._torch = torch
         self._versions = {"transformers": transformers.__version__, "torch": torch.__version__}
-        self._fingerprint: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         return f"TransformersAgent(model_path={str(self.model_path)!r}, device={self.device!r})"
 
-    # ------------------------------------------------------------------------------------ prompts
-
-    def render(self, obs: Observation) -> tuple[str, list[Any]]:
-        """(prompt text, images in placeholder order) for one observation."""
-        messages, images = to_hf_messages(obs)
-        text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
-                                                  **self.chat_template_kwargs)
-        return text, images
-
     # -------------------------------------------------------------------------------------- acting
-
-    def act(self, obs: Observation) -> str:
-        return self._generate([obs])[0]
-
-    def act_batch(self, observations: Sequence[Observation], infos: Sequence[Mapping[str, Any]]) -> list[str]:
-        if len(observations) != len(infos):
-            raise ValueError(f"act_batch got {len(observations)} observations but {len(infos)} infos")
-        size = self.max_batch_size or max(1, len(observations))
-        actions: list[str] = []
-        for start in range(0, len(observations), size):
-            actions.extend(self._generate(observations[start:start + size]))
-        return actions
 
     def _generate(self, observations: Sequence[Observation]) -> list[str]:
         if not observations:
@@ -231,22 +199,15 @@ class TransformersAgent(AgentBase):
     # ---------------------------------------------------------------------------------------- card
 
     def card(self) -> dict[str, Any]:
-        if self._fingerprint is None:
-            self._fingerprint = weights_fingerprint(self.model_path)
         return {
             **super().card(),
             "backend": "transformers",
-            "model_path": str(self.model_path),
             "model_type": getattr(self.model.config, "model_type", None),
-            "weights": dict(self._fingerprint),
-            "chat_template_sha256": sha256_text(self.chat_template),
             "generation": dict(self.generation_params),
-            "stop": list(self.checker.stop),
             "eos_token_ids": list(self.special_ids.eos),
             "suppressed_token_ids": list(self.suppressed_token_ids),
             "max_batch_size": self.max_batch_size,
             "processor_kwargs": dict(self.processor_kwargs),
-            "chat_template_kwargs": dict(self.chat_template_kwargs),
             "device": self.device,
             "dtype": str(self.dtype).removeprefix("torch."),
             "versions": dict(self._versions),

@@ -20,12 +20,10 @@ import inspect
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from mmsearch_gym.agents.base import AgentBase, Observation
-from mmsearch_gym.agents.messages import to_hf_messages
-from mmsearch_gym.agents.stopping import ACTION_STOP_STRINGS, check_stop_strings, truncate_at_stop
+from mmsearch_gym.agents.base import LocalModelAgent, Observation
+from mmsearch_gym.agents.stopping import ACTION_STOP_STRINGS, truncate_at_stop
 from mmsearch_gym.checks import require_int, require_number
-from mmsearch_gym.hf.model_files import local_model_dir, sha256_text, weights_fingerprint
-from mmsearch_gym.hf.processor import VISION_SPECIAL_TOKENS, chat_template_of, load_processor
+from mmsearch_gym.hf.processor import VISION_SPECIAL_TOKENS
 
 DEFAULT_MAX_IMAGES = 16
 """Images per prompt vLLM reserves room for by default (question image + 5 thumbnails per image
@@ -41,7 +39,7 @@ def _accepts(callable_: Any, name: str) -> bool:
     return name in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
 
 
-class VLLMAgent(AgentBase):
+class VLLMAgent(LocalModelAgent):
     """A local VLM run with vLLM's offline engine (GPU only).
 
     Args:
@@ -96,15 +94,7 @@ class VLLMAgent(AgentBase):
         gpu_memory_utilization = require_number("gpu_memory_utilization", gpu_memory_utilization, low=0.0,
                                                 high=1.0, low_inclusive=False)
 
-        self.model_path = local_model_dir(model_path)
-        self.stop = check_stop_strings(stop)
-        self.chat_template_kwargs = dict(chat_template_kwargs or {})
-        if name is not None:
-            self.name = name
-        self.processor = load_processor(self.model_path, **dict(processor_kwargs or {}))
-        self.chat_template = chat_template_of(self.processor)
-        if self.chat_template is None:
-            raise ValueError(f"{str(self.model_path)!r} has no chat template; the agent needs one to render dialogs")
+        self._open_model_folder(model_path, stop, processor_kwargs, chat_template_kwargs, name)
         tokenizer = getattr(self.processor, "tokenizer", self.processor)
         vocab = tokenizer.get_vocab()
         self.bad_words = [token for token in VISION_SPECIAL_TOKENS if token in vocab] if suppress_vision_tokens else []
@@ -131,28 +121,17 @@ class VLLMAgent(AgentBase):
             self.sampling_args["bad_words"] = list(self.bad_words)
         self.sampling_params = vllm.SamplingParams(**self.sampling_args)
         self._vllm_version = getattr(vllm, "__version__", "unknown")
-        self._fingerprint: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         return f"VLLMAgent(model_path={str(self.model_path)!r})"
 
     def request(self, obs: Observation) -> dict[str, Any]:
         """The engine input for one observation: `{"prompt", "multi_modal_data"}`."""
-        messages, images = to_hf_messages(obs)
-        prompt = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
-                                                    **self.chat_template_kwargs)
+        prompt, images = self.render(obs)
         request: dict[str, Any] = {"prompt": prompt}
         if images:
             request["multi_modal_data"] = {"image": images}
         return request
-
-    def act(self, obs: Observation) -> str:
-        return self._generate([obs])[0]
-
-    def act_batch(self, observations: Sequence[Observation], infos: Sequence[Mapping[str, Any]]) -> list[str]:
-        if len(observations) != len(infos):
-            raise ValueError(f"act_batch got {len(observations)} observations but {len(infos)} infos")
-        return self._generate(observations)
 
     def _generate(self, observations: Sequence[Observation]) -> list[str]:
         if not observations:
@@ -164,19 +143,12 @@ class VLLMAgent(AgentBase):
         return [truncate_at_stop(output.outputs[0].text, self.stop) for output in outputs]
 
     def card(self) -> dict[str, Any]:
-        if self._fingerprint is None:
-            self._fingerprint = weights_fingerprint(self.model_path)
         return {
             **super().card(),
             "backend": "vllm",
-            "model_path": str(self.model_path),
-            "weights": dict(self._fingerprint),
-            "chat_template_sha256": sha256_text(self.chat_template),
             "generation": {key: value for key, value in self.sampling_args.items()
                            if key not in ("stop", "include_stop_str_in_output", "bad_words")},
-            "stop": list(self.stop),
             "bad_words": list(self.sampling_args.get("bad_words", [])),
             "engine": {key: value for key, value in self.engine_args.items() if key not in ("model", "tokenizer")},
-            "chat_template_kwargs": dict(self.chat_template_kwargs),
             "versions": {"vllm": self._vllm_version},
         }
