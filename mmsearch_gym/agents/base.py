@@ -7,6 +7,9 @@ episodes at once (one forward pass for batched models); `infos[i]` is the latest
 
 Agents keep no per-episode state beyond what `obs` and `info` carry (the turn number is the count
 of assistant messages in `obs`), so the same agent object can play interleaved episodes.
+
+`AgentBase` is the convenience base of every agent; `LocalModelAgent` that of the agents running a local
+model folder (transformers, vLLM).
 """
 
 from __future__ import annotations
