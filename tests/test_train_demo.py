@@ -101,3 +101,25 @@ def test_moving_average_and_empty_plot(tmp_path):
     assert moving_average([None], 3) == [None]
     png = plot_learning_curves(tmp_path / "missing.jsonl", tmp_path / "plot.png")
     assert png.stat().st_size > 1000
+
+
+def test_first_action_exploration_draws_the_turn_one_action_only_at_the_decision_token():
+    import torch
+
+    from mmsearch_gym.trainers.demo_probe import FirstActionExploration
+    from mmsearch_gym.trainers.sampling import TurnContext
+    from mmsearch_gym.trainers.tiny_model import train_tokenizer
+
+    tokenizer = train_tokenizer(320)
+    explore = FirstActionExploration(tokenizer, epsilon=1.0, seed=0)
+    assert explore([TurnContext(0, 0, "s", 0, 1, 3)]) == []  # turn two: never explored
+    assert FirstActionExploration(tokenizer, 0.0)([TurnContext(0, 0, "s", 0, 0, 3)]) == []
+    (processor,) = explore([TurnContext(0, 0, "s", 0, 0, 3), TurnContext(1, 1, "t", 0, 0, 3)])
+    prompt = [5, 6, 7]
+    at_decision = torch.tensor([prompt + explore.prefix, prompt + explore.prefix[:-1] + [9]])
+    scores = torch.zeros(2, len(tokenizer))
+    out = processor(at_decision, scores)
+    assert torch.equal(scores, torch.zeros(2, len(tokenizer)))  # out of place
+    assert int(torch.isfinite(out[0]).sum()) == 1 and int(out[0].argmax()) in explore.choices
+    assert torch.equal(out[1], scores[1])  # the second row is not at its decision token
+    assert explore.explored == 1

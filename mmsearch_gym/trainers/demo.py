@@ -61,20 +61,24 @@ class DemoConfig:
     vision_hidden_size: int = 64
     max_image_tokens: int = 9
     # SFT
-    sft_epochs: float = 4.0
-    sft_learning_rate: float = 1e-3
-    sft_batch_size: int = 16
+    sft_epochs: float = 6.0
+    sft_learning_rate: float = 2e-3
+    sft_batch_size: int = 8
     # GRPO
-    grpo_steps: int = 60
+    grpo_steps: int = 40
     grpo_prompts_per_step: int = 8
     num_generations: int = 8
-    grpo_learning_rate: float = 1e-4
+    grpo_learning_rate: float = 2e-4
     beta: float = 0.0
     temperature: float = 1.0
     penalty_warmup_steps: int = 0
+    explore: float = 0.3
+    """Share of GRPO episodes whose turn-one action tag is drawn uniformly (`demo_probe.FirstActionExploration`)."""
     # generation (all stages, evaluation greedy)
     max_new_tokens: int = 24
     eval_batch_size: int = 100
+    probe_samples: int = 100
+    """Test questions on which the first action's probabilities are measured (`demo_probe`; 0: none)."""
     threads: int | None = 1
     """torch CPU threads (1: on a shared 2-core machine more threads oversubscribe and run ~5x slower)."""
 
@@ -82,11 +86,13 @@ class DemoConfig:
         for name in ("seed", "top_k", "vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
                      "vision_hidden_size",
                      "max_image_tokens", "sft_batch_size", "grpo_steps", "grpo_prompts_per_step", "num_generations",
-                     "penalty_warmup_steps", "max_new_tokens", "eval_batch_size"):
-            require_int(name, getattr(self, name), low=0 if name in ("seed", "penalty_warmup_steps") else 1)
+                     "penalty_warmup_steps", "max_new_tokens", "eval_batch_size", "probe_samples"):
+            require_int(name, getattr(self, name), low=0 if name in ("seed", "penalty_warmup_steps", "probe_samples")
+                        else 1)
         require_int("num_generations", self.num_generations, low=2)
         for name in ("sft_epochs", "sft_learning_rate", "grpo_learning_rate", "temperature"):
             require_number(name, getattr(self, name), low=0.0)
+        require_number("explore", self.explore, low=0.0, high=1.0)
         require_number("beta", self.beta, low=0.0)
         if self.threads is not None:
             require_int("threads", self.threads, low=1)
@@ -209,7 +215,7 @@ class Demo:
 
         folder = self.out / "grpo"
         keys = ("grpo_steps", "grpo_prompts_per_step", "num_generations", "grpo_learning_rate", "beta",
-                "temperature", "penalty_warmup_steps", "max_new_tokens")
+                "temperature", "penalty_warmup_steps", "explore", "max_new_tokens")
         settings = {key: self.settings[key] for key in keys}
         settings["sft"] = json.loads((sft / DONE).read_text(encoding="utf-8"))
         if not _done(folder, settings):
@@ -240,6 +246,12 @@ class Demo:
             "run_dir": str(run_dir), "model_dir": str(model_dir),
             "eval_seconds": round(time.perf_counter() - started, 1),
         }
+        if self.config.probe_samples:
+            from mmsearch_gym.trainers.demo_probe import first_action_probabilities
+
+            probe = self.suite.test[:self.config.probe_samples]
+            result["first_action_probability"] = first_action_probabilities(model_dir, probe,
+                                                                            self.make_env_factory(probe))
         self.log(f"{stage}: accuracy {result['accuracy']:.3f}, search ratio {result['search_ratio']:.3f} "
                  f"{result['search_ratio_by_category']}, format {result['format_rate']:.3f}")
         return result

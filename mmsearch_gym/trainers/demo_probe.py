@@ -83,3 +83,59 @@ def first_action_probabilities(model_dir: str | Path, samples: Sequence[VQASampl
         env.close()
     return {group: {name: round(total / counts[group], 6) for name, total in entry.items()}
             for group, entry in sorted(sums.items())}
+
+
+class FirstActionExploration:
+    """GRPO rollouts' exploration of the turn-one action (a `RolloutCollector` logits-processor factory).
+
+    Why: after SFT on demonstrations that always search first, the policy gives answering at once a
+    probability below 1e-6 (measured by `first_action_probabilities`), so no rollout ever tries it and
+    GRPO cannot learn that some questions need no search. With probability `epsilon`, independently per
+    episode, the turn-one action tag is drawn uniformly from the three actions instead of from the
+    policy; everything else is sampled from the policy. It does not look at the question (it cannot
+    tell pixel questions from others): which choice pays is left to the env's reward. The rollout keeps
+    recording the policy's own log-probabilities (from the raw logits), so the update is the plain
+    policy gradient on these samples. Evaluation never uses it.
+    """
+
+    def __init__(self, tokenizer: Any, epsilon: float, seed: int = 0) -> None:
+        import torch
+
+        self.prefix, choices = _decision(tokenizer)
+        self.choices = sorted(choices.values())
+        self.epsilon = float(epsilon)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.explored = 0
+        """How many turn-one actions were drawn uniformly so far."""
+
+    def __call__(self, contexts: Sequence[Any]) -> list[Any]:
+        rows = [(context.row, context.input_length) for context in contexts if context.turn == 0]
+        if not rows or self.epsilon <= 0:
+            return []
+        return [_ExploreProcessor(self, rows)]
+
+
+class _ExploreProcessor:
+    def __init__(self, owner: FirstActionExploration, rows: list[tuple[int, int]]) -> None:
+        self.owner = owner
+        self.rows = rows
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        owner = self.owner
+        prefix = owner.prefix
+        out = scores
+        for row, start in self.rows:
+            generated = input_ids[row, start:].tolist()
+            if generated != prefix:
+                continue
+            if float(torch.rand((), generator=owner.generator)) >= owner.epsilon:
+                continue
+            pick = owner.choices[int(torch.randint(len(owner.choices), (), generator=owner.generator))]
+            if out is scores:
+                out = scores.clone()
+            out[row] = float("-inf")
+            out[row, pick] = 0.0
+            owner.explored += 1
+        return out

@@ -6,7 +6,8 @@
 - GRPO: `grpo.MultiTurnGRPOTrainer` with `grpo_data.env_reward` (the env's reward, unchanged) and an
   `EnvRolloutFunc` that also writes one line per step to `curves.jsonl`: reward, accuracy, format
   rate and search ratio per question category of the step's rollouts (TRL's own log has no
-  per-category numbers, and the demo's claim is about categories).
+  per-category numbers, and the demo's claim is about categories). With `explore > 0` the rollouts
+  explore the turn-one action (`demo_probe.FirstActionExploration`, the reasons are there).
 
 Both go through `config.SFTRunConfig` / `config.GRPORunConfig` and `sft.sft_config` /
 `grpo.grpo_config`, so the TRL arguments are the ones `mmsearch-gym train sft|grpo` would use.
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mmsearch_gym.trainers.config import GRPORunConfig, SFTRunConfig
+from mmsearch_gym.trainers.demo_probe import FirstActionExploration
 from mmsearch_gym.trainers.grpo import GRPO_METRIC_ALIASES, MultiTurnGRPOTrainer, grpo_config
 from mmsearch_gym.trainers.grpo_data import EnvRolloutFunc, env_reward, prompt_dataset
 from mmsearch_gym.trainers.metrics_log import MetricsLogger
@@ -62,10 +64,12 @@ def run_sft(demo: Demo, base: Path, demonstrations: Path, out: Path) -> None:
 class CurveRolloutFunc(EnvRolloutFunc):
     """`EnvRolloutFunc` that appends the step's per-category rollout metrics to a JSONL file."""
 
-    def __init__(self, collector: RolloutCollector, categories: dict[str, str], path: Path) -> None:
+    def __init__(self, collector: RolloutCollector, categories: dict[str, str], path: Path,
+                 exploration: FirstActionExploration | None = None) -> None:
         super().__init__(collector)
         self.categories = categories
         self.path = path
+        self.exploration = exploration
 
     def __call__(self, prompts: list, trainer: Any) -> dict[str, list[Any]]:
         output = super().__call__(prompts, trainer)
@@ -81,6 +85,8 @@ class CurveRolloutFunc(EnvRolloutFunc):
                                 "reward": mean("env_reward", every), "accuracy": mean("env_score", every),
                                 "format_rate": mean("env_format", every),
                                 "search_ratio": mean("env_searches", every, lambda n: float(n > 0))}
+        if self.exploration is not None:
+            line["explored_total"] = self.exploration.explored
         for category, rows in sorted(groups.items()):
             line[f"search_ratio/{category}"] = mean("env_searches", rows, lambda n: float(n > 0))
             line[f"accuracy/{category}"] = mean("env_score", rows)
@@ -106,9 +112,10 @@ def run_grpo(demo: Demo, sft: Path, out: Path) -> None:
     processor = load_processor(sft)
     processor.tokenizer.padding_side = "left"
     train = demo.suite.train
+    exploration = FirstActionExploration(processor.tokenizer, c.explore, c.seed) if c.explore > 0 else None
     collector = RolloutCollector(processor, demo.make_env_factory(train, c.penalty_warmup_steps),
-                                 SamplingSettings.from_generation(generation))
-    rollout = CurveRolloutFunc(collector, {sample.id: sample.category for sample in train}, curves)
+                                 SamplingSettings.from_generation(generation), logits_processor_factory=exploration)
+    rollout = CurveRolloutFunc(collector, {sample.id: sample.category for sample in train}, curves, exploration)
     logger = MetricsLogger(out / config.metrics_file, aliases=GRPO_METRIC_ALIASES)
     trainer = MultiTurnGRPOTrainer(model=str(sft), reward_funcs=[env_reward], args=args,
                                    train_dataset=prompt_dataset(train), processing_class=processor,
