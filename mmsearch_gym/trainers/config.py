@@ -172,7 +172,7 @@ def _convert(value: Any, kind: Any, where: str) -> Any:
         if not any(value == option and type(value) is type(option) for option in allowed):
             raise ConfigError(f"{where}: {value!r} is not one of {list(allowed)}")
         return value
-    if dataclasses.is_dataclass(kind):
+    if isinstance(kind, type) and dataclasses.is_dataclass(kind):
         return _build(kind, value, where)
     if origin in (list, tuple):
         if not isinstance(value, list):
@@ -214,7 +214,7 @@ def _build(cls: type[T], data: Any, where: str) -> T:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where or 'the file'}: expected a mapping of keys to values, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]  # cls is a dataclass
     unknown = [key for key in data if key not in names]
     if unknown:
         section = f"section {where!r}" if where else "the top level"

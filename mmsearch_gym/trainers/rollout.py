@@ -139,7 +139,8 @@ class RolloutCollector:
             self.suppressed_token_ids = vision_token_ids(self.dialog.processor, getattr(model, "config", None))
 
     def _start(self, index: int, env: gym.Env, sample_id: str, group_index: int, step: int | None) -> _Live:
-        env.unwrapped.training_step = step
+        unwrapped: Any = env.unwrapped  # ImageSearchVQAEnv: its reward's warm-up reads the trainer step
+        unwrapped.training_step = step
         obs, info = env.reset(options={"sample_id": sample_id})
         prompt = self.dialog.prompt(obs)
         episode = EpisodeRollout(
