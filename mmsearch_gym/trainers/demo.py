@@ -25,9 +25,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from mmsearch_gym.checks import require_int, require_number
 from mmsearch_gym.trainers.demo_data import (
@@ -101,11 +102,12 @@ class DemoConfig:
         return dataclasses.asdict(self)
 
 
-TOY = dict(suite=SuiteScale(n_test=6, n_train=12, n_entities_test=3, n_entities_train=6, n_distractors=2),
-           vocab_size=320, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, vision_hidden_size=16,
-           max_image_tokens=4,
-           sft_epochs=1.0, sft_batch_size=4, grpo_steps=2, grpo_prompts_per_step=2, num_generations=2,
-           max_new_tokens=8)
+TOY: dict[str, Any] = {
+    "suite": SuiteScale(n_test=6, n_train=12, n_entities_test=3, n_entities_train=6, n_distractors=2),
+    "vocab_size": 320, "hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64,
+    "vision_hidden_size": 16, "max_image_tokens": 4, "sft_epochs": 1.0, "sft_batch_size": 4, "grpo_steps": 2,
+    "grpo_prompts_per_step": 2, "num_generations": 2, "max_new_tokens": 8,
+}
 """Settings of the fast end-to-end test (`DemoConfig(**TOY)`): every stage runs, nothing is learnt."""
 
 
