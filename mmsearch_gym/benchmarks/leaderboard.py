@@ -14,7 +14,6 @@ import json
 import math
 import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any, Mapping, Sequence
 from mmsearch_gym.benchmarks.pinned import PinnedSuite
 from mmsearch_gym.benchmarks.submission import DEFAULT_LIMITS, SubmissionLimits
 from mmsearch_gym.benchmarks.validate import SpecResolver, ValidationReport, validate_submission
-from mmsearch_gym.runs import encode_json
+from mmsearch_gym.runs import encode_json, write_files_atomic
 
 DEFAULT_PRICE_PER_1K = 15.0
 """US$ per 1000 search calls: SerpApi's list price, about $75 per 5k calls (DESIGN, intro)."""
@@ -235,21 +234,9 @@ def _pins_line(suite: PinnedSuite | SpecResolver) -> str:
 
 
 def _write_site(files: Sequence[tuple[Path, bytes]]) -> None:
-    """Write every file through a temporary sibling, then move them all into place: a failure leaves
-    the previous site as it was and no temporary file behind."""
-    temps: list[tuple[str, Path]] = []
-    try:
-        for target, data in files:
-            handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-            temps.append((name, target))
-            with os.fdopen(handle, "wb") as temp:
-                temp.write(data)
-            os.chmod(name, 0o644)
-        for name, target in temps:
-            os.replace(name, target)
-    finally:
-        for name, _ in temps:
-            Path(name).unlink(missing_ok=True)
+    """Stage every file, then move them all into place: a failure while writing leaves the previous
+    site as it was and no temporary file behind."""
+    write_files_atomic(files, mode=0o644)
 
 
 # -- building ---------------------------------------------------------------------------------------------

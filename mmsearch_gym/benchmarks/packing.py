@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -23,7 +22,9 @@ from mmsearch_gym.benchmarks.package_json import canonical, parse_json
 from mmsearch_gym.benchmarks.submission_format import (
     DEFAULT_LIMITS, EPISODES_FILE, REQUIRED_MANIFEST_FIELDS, SubmissionError, SubmissionLimits,
 )
-from mmsearch_gym.runs import MANIFEST_FILE, METRICS_FILE, RecordsError, RecordsFile, encode_json, encode_record
+from mmsearch_gym.runs import (
+    MANIFEST_FILE, METRICS_FILE, RecordsError, RecordsFile, atomic_file, encode_json, encode_record,
+)
 
 __all__ = ["pack_submission"]
 
@@ -94,17 +95,10 @@ def _zip_info(name: str) -> zipfile.ZipInfo:
 def _write_zip_atomic(out: Path, members: Mapping[str, bytes]) -> None:
     """All members into `out`, atomically: a failure leaves the old file (or none) and no temp file."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(handle, "wb") as temp, zipfile.ZipFile(temp, "w") as archive:
-            for name in sorted(members):
-                archive.writestr(_zip_info(name), members[name], compress_type=zipfile.ZIP_DEFLATED,
-                                 compresslevel=9)
-        os.chmod(temp_name, 0o644)
-        os.replace(temp_name, out)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    with atomic_file(out, mode=0o644) as temp, zipfile.ZipFile(temp, "w") as archive:
+        for name in sorted(members):
+            archive.writestr(_zip_info(name), members[name], compress_type=zipfile.ZIP_DEFLATED,
+                             compresslevel=9)
 
 
 def pack_submission(run_dir: str | os.PathLike[str], out_zip: str | os.PathLike[str],

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
 import zipfile
 from contextlib import ExitStack
 from pathlib import Path
@@ -20,6 +19,7 @@ from mmsearch_gym.cache.bundle_format import (
 from mmsearch_gym.cache.bundle_verify import verify_bundle
 from mmsearch_gym.cache.serialize import canonical_json, parse_payload, sha256_hex
 from mmsearch_gym.cache.store import SearchCache
+from mmsearch_gym.runs import atomic_file
 
 
 def _zip_info(name: str, size: int) -> zipfile.ZipInfo:
@@ -61,20 +61,14 @@ def export_bundle(cache: SearchCache | str | os.PathLike[str], path: str | os.Pa
             "sha256": entries_sha256(hashes.items()),
         })
         target.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(handle, "wb") as raw, zipfile.ZipFile(raw, "w", zipfile.ZIP_STORED) as archive:
-                archive.writestr(_zip_info(MANIFEST_NAME, len(manifest)), manifest)
-                for member, key in sorted((entry_member(key), key) for key in hashes):
-                    payload = source.read_payload(key) or b""
-                    archive.writestr(_zip_info(member, len(payload)), payload)
-                for sha in sorted(images):
-                    data = source.read_image(sha)
-                    archive.writestr(_zip_info(image_member(sha), len(data)), data)
-            os.replace(temp_name, target)
-        except BaseException:
-            Path(temp_name).unlink(missing_ok=True)
-            raise
+        with atomic_file(target) as raw, zipfile.ZipFile(raw, "w", zipfile.ZIP_STORED) as archive:
+            archive.writestr(_zip_info(MANIFEST_NAME, len(manifest)), manifest)
+            for member, key in sorted((entry_member(key), key) for key in hashes):
+                payload = source.read_payload(key) or b""
+                archive.writestr(_zip_info(member, len(payload)), payload)
+            for sha in sorted(images):
+                data = source.read_image(sha)
+                archive.writestr(_zip_info(image_member(sha), len(data)), data)
     return verify_bundle(target)
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
+from mmsearch_gym.runs.atomic import write_bytes_atomic
 from mmsearch_gym.runs.records import RunDirectoryError
 
 MANIFEST_FILE = "manifest.json"
@@ -38,18 +38,7 @@ def encode_json(value: Any) -> bytes:
 def write_json_atomic(path: str | os.PathLike[str], value: Any) -> None:
     """Write `value` as `encode_json` does, atomically: a crash leaves the old file or the new one,
     never a half-written one, and a failure leaves no temporary file behind."""
-    target = Path(path)
-    data = encode_json(value)  # fails (if it fails) before any file is touched
-    handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(handle, "wb") as temp:
-            temp.write(data)
-            temp.flush()
-            os.fsync(temp.fileno())
-        os.replace(temp_name, target)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, encode_json(value))  # encoding fails (if it fails) before any file is touched
 
 
 def read_json_object(path: str | os.PathLike[str]) -> dict[str, Any]:

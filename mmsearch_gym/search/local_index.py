@@ -5,7 +5,7 @@ with a manifest holding the fingerprint of pages.jsonl (size, mtime, sha256): a 
 rebuilt, an unchanged one is loaded with memory maps, a touched but identical one only gets its mtime
 updated. Why memory maps and byte offsets: a 100k-page corpus must not be held in memory per process;
 texts are read back from pages.jsonl by byte offset (`page_spans`). Directories are written through
-`save_atomically` (staging directory + rename), so a reader never sees a half-written index; an
+`save_atomically` (`mmsearch_gym.runs.write_directory_atomic`: staging directory + rename), so a reader never sees a half-written index; an
 unreadable or inconsistent index is rebuilt with a warning.
 """
 
@@ -14,18 +14,15 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import shutil
-import tempfile
-import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from mmsearch_gym.runs import write_bytes_atomic, write_directory_atomic
 from mmsearch_gym.search.bm25 import build_bm25, load_bm25
 from mmsearch_gym.search.corpus import CorpusPage, FileFingerprint, file_sha256, stat_fingerprint
 from mmsearch_gym.search.phash import HASH_ROWS, HashIndex, index_hashes
@@ -41,6 +38,7 @@ INDEX_FORMAT = 1
 INDEX_DIR_NAME = ".index"
 THUMBNAIL_MAX_SIDE = 128
 THUMBNAIL_QUALITY = 85
+save_atomically = write_directory_atomic  # the name this module exported before the helper moved to the ground
 _DRAFT_SIZE = (512, 512)  # JPEG decoders may downscale big images this far: hashes need 32x32
 
 
@@ -147,28 +145,6 @@ def save_index(index: LocalIndex, target: Path) -> None:
     save_atomically(target, write)
 
 
-def save_atomically(target: Path, write: Callable[[Path], None]) -> None:
-    """Run `write(staging)` on a fresh directory next to `target`, then rename it into place, so a
-    reader never sees a half-written directory (write the manifest last). An older directory (or one a
-    concurrent process just wrote) in the way is retired; the staging directory never survives."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f"{target.name}.tmp-", dir=target.parent))
-    try:
-        write(staging)
-        try:
-            os.rename(staging, target)
-        except OSError:  # an older index (or one a concurrent process just wrote) is in the way
-            retired = target.parent / f"{target.name}.old-{uuid.uuid4().hex}"
-            try:
-                os.rename(target, retired)
-            except FileNotFoundError:
-                pass
-            os.rename(staging, target)
-            shutil.rmtree(retired, ignore_errors=True)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
 def load_index(target: Path, pages_file: Path, build: dict[str, Any]) -> LocalIndex | None:
     """The persisted index if it exists, matches the build parameters and pages.jsonl is unchanged;
     None when it must be (re)built. Unreadable or inconsistent files also mean a rebuild."""
@@ -217,8 +193,6 @@ def load_index(target: Path, pages_file: Path, build: dict[str, Any]) -> LocalIn
 
 def rewrite_manifest(path: Path, manifest: dict[str, Any]) -> None:
     try:
-        staging = path.with_name(f"manifest.json.tmp-{uuid.uuid4().hex}")
-        staging.write_text(json.dumps(manifest, indent=1, sort_keys=True))
-        os.replace(staging, path)
+        write_bytes_atomic(path, json.dumps(manifest, indent=1, sort_keys=True).encode())
     except OSError:
         pass  # read-only index: the next load re-hashes pages.jsonl, which is only slower

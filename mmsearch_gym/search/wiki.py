@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from mmsearch_gym.checks import require_bool, require_int, require_number
+from mmsearch_gym.runs import write_bytes_atomic
 from mmsearch_gym.search.bm25 import bm25_idf, load_bm25, rank_bm25
 from mmsearch_gym.search.corpus import file_sha256, stat_fingerprint
 from mmsearch_gym.search.summarize import TEXT_VERSION, extractive_summary, tokenize
@@ -65,12 +66,10 @@ def default_index_root(corpus: Path) -> Path:
 
 
 def _rewrite_json(path: Path, value: dict[str, Any]) -> None:
-    staging = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     try:
-        staging.write_text(json.dumps(value, indent=1, sort_keys=True))
-        os.replace(staging, path)
+        write_bytes_atomic(path, json.dumps(value, indent=1, sort_keys=True).encode())
     except OSError:  # a read-only index: the next load re-hashes the corpus, which is only slower
-        staging.unlink(missing_ok=True)
+        pass
 
 
 class WikiTextSearch:

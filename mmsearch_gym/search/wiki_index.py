@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
-import uuid
 from collections import defaultdict
 from collections.abc import Collection, Iterator
 from pathlib import Path
@@ -31,6 +29,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from mmsearch_gym.runs import replace_directory
 from mmsearch_gym.search.summarize import tokenize
 
 INDEX_FORMAT = 1
@@ -230,24 +229,10 @@ def build_wiki_index(corpus: Path, target: Path, *, stopwords: Collection[str], 
             "corpus": {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": hasher.hexdigest()},
         }
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
-        _move_into_place(staging, target)
+        replace_directory(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return manifest
-
-
-def _move_into_place(staging: Path, target: Path) -> None:
-    """Rename the finished index over `target` (an older index there is retired, then removed)."""
-    try:
-        os.rename(staging, target)
-    except OSError:
-        retired = target.parent / f"{target.name}.old-{uuid.uuid4().hex}"
-        try:
-            os.rename(target, retired)
-        except FileNotFoundError:
-            pass
-        os.rename(staging, target)
-        shutil.rmtree(retired, ignore_errors=True)
 
 
 def index_size_bytes(directory: Path) -> int:

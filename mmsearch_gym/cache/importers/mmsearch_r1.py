@@ -44,6 +44,7 @@ from mmsearch_gym.cache.importers.safe_pickle import (
 )
 from mmsearch_gym.cache.keys import check_backend_id, check_top_k, resolve_image_digest
 from mmsearch_gym.imaging import ImageLike
+from mmsearch_gym.runs import write_bytes_atomic
 from mmsearch_gym.search.types import EncodedImage, SearchItem, SearchResults
 
 BACKEND_ID = "mmsearch-r1-fvqa-release"
@@ -199,14 +200,7 @@ def _fetch_thumbnail(url: str, fetcher: Any, allow_private_hosts: bool, limits: 
 
 
 def _write_json_atomic(path: Path, value: Any) -> None:
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(value, stream, indent=1, sort_keys=True, ensure_ascii=False)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, json.dumps(value, indent=1, sort_keys=True, ensure_ascii=False).encode("utf-8"))
 
 
 def import_mmsearch_r1(
