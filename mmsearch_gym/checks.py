@@ -21,16 +21,31 @@ ValueError: size must be a number, got 100000000000000000...0000000000000000000
 Traceback (most recent call last):
     ...
 ValueError: top_p must be a number in (0.0, 1.0], got 0.0
+
+The same holds for a JSON object read from a file, a reply or a variable: one wording, naming where it came from.
+
+>>> parse_json_object('{"max_turns": 4}', "MMSEARCH_GYM_ENV")
+{'max_turns': 4}
+>>> parse_json_object("[1]", "'pages.jsonl' line 3")
+Traceback (most recent call last):
+    ...
+ValueError: 'pages.jsonl' line 3: expected a JSON object, got list
+>>> parse_json_object("{", "'pages.jsonl' line 4")
+Traceback (most recent call last):
+    ...
+ValueError: 'pages.jsonl' line 4: malformed JSON (Expecting property name enclosed in double quotes: line 1 column 2 (char 1))
 """
 
 from __future__ import annotations
 
+import json
 import math
-import reprlib
 import numbers
+import reprlib
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["require_int", "require_number", "require_bool"]
+__all__ = ["parse_json_object", "require_int", "require_number", "require_bool"]
 
 
 def _shown(value: Any) -> str:
@@ -89,3 +104,21 @@ def require_bool(name: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
     raise ValueError(f"{name} must be true or false, got {_shown(value)}")
+
+
+def parse_json_object(text: str | bytes, where: str, *,
+                      error: Callable[[str], Exception] = ValueError) -> dict[str, Any]:
+    """The JSON object in ``text``, or ``error("<where>: malformed JSON (<why>)")`` /
+    ``error("<where>: expected a JSON object, got <type>")``. Bytes that are not UTF-8 and nesting too
+    deep for the parser (a hostile ``[[[[…``) count as malformed, so a bad file never escapes as a
+    traceback. An empty ``where`` gives the message without the prefix."""
+    prefix = f"{where}: " if where else ""
+    try:
+        value = json.loads(text)
+    except ValueError as failure:  # JSONDecodeError and UnicodeDecodeError
+        raise error(f"{prefix}malformed JSON ({failure})") from None
+    except RecursionError:
+        raise error(f"{prefix}malformed JSON (nested too deeply)") from None
+    if not isinstance(value, dict):
+        raise error(f"{prefix}expected a JSON object, got {type(value).__name__}")
+    return value

@@ -129,7 +129,7 @@ def test_changed_corpus_is_reindexed_and_build_false_refuses(tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize(("line", "pattern"), [
-    ("not json", r"line 2: not a JSON object"),
+    ("not json", r"line 2: malformed JSON"),
     ("[1, 2]", r"line 2: expected a JSON object"),
     ('{"id": "1"}', r"line 2: field 'contents' must be a string"),
     ('{"id": null, "contents": "x"}', r"line 2: field 'id' must be a string or int"),

@@ -9,12 +9,12 @@ free text would depend on the judge model's phrasing, and judged accuracy must b
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from mmsearch_gym.checks import parse_json_object
 from mmsearch_gym.imaging import ImageLike
 from mmsearch_gym.net.secrets import redact
 
@@ -106,12 +106,7 @@ def parse_verdict(text: str | None) -> Verdict:
     fenced = _FENCE.match(body)
     if fenced:
         body = fenced.group(1).strip()
-    try:
-        value = json.loads(body)
-    except json.JSONDecodeError as error:
-        raise VerdictFormatError(f"not a JSON object: {error.msg}") from error
-    if not isinstance(value, dict):
-        raise VerdictFormatError(f"expected a JSON object, got {type(value).__name__}")
+    value = parse_json_object(body, "", error=VerdictFormatError)
     if set(value) != {"verdict", "reason"}:
         raise VerdictFormatError(f"expected exactly the keys 'verdict' and 'reason', got {sorted(value)}")
     verdict, reason = value["verdict"], value["reason"]

@@ -28,7 +28,7 @@ from typing import Any, Union
 
 from PIL import Image
 
-from mmsearch_gym.checks import require_int
+from mmsearch_gym.checks import parse_json_object, require_int
 from mmsearch_gym.data.sample import VQASample
 
 FORMAT = "mmsearch-gym-suite"
@@ -142,11 +142,8 @@ def read_manifest(path: PathLike) -> dict[str, Any]:
         raise ValueError(f"suite directory not found: {str(path)!r}")
     if not file.is_file():
         raise ValueError(f"suite manifest missing: {str(file)!r}")
-    try:
-        manifest = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{str(file)!r}: malformed JSON: {error}") from error
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+    manifest = parse_json_object(file.read_bytes(), repr(str(file)))
+    if manifest.get("format") != FORMAT:
         raise ValueError(f"{str(file)!r} is not a {FORMAT} manifest")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{str(file)!r}: unsupported format_version {manifest.get('format_version')!r}, "
@@ -176,12 +173,7 @@ def _parse(root: Path) -> tuple[bytes, list[dict[str, Any]], list[int]]:
         if not line.strip():
             continue
         where = f"{str(file)!r} line {number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{where}: malformed JSON: {error}") from error
-        if not isinstance(record, dict):
-            raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
+        record = parse_json_object(line, where)
         missing = [key for key in _FIELDS if key not in record]
         if missing:
             raise ValueError(f"{where}: missing field(s) {missing}")

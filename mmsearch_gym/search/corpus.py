@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from mmsearch_gym.checks import parse_json_object
+
 PAGES_FILE = "pages.jsonl"
 _CHUNK = 1 << 20
 
@@ -137,12 +139,7 @@ def read_pages(corpus_dir: str | os.PathLike[str]) -> tuple[list[CorpusPage], Fi
             hasher.update(raw)
             if not raw.strip():
                 continue
-            try:
-                record = json.loads(raw)
-            except (UnicodeDecodeError, json.JSONDecodeError) as error:
-                raise ValueError(f"{_where(path, line_number)}: malformed JSON ({error})") from None
-            if not isinstance(record, dict):
-                raise ValueError(f"{_where(path, line_number)}: expected a JSON object, got {type(record).__name__}")
+            record = parse_json_object(raw, _where(path, line_number))
             url = _string_field(record, "url", path, line_number, non_empty=True)
             if url in first_line_of:
                 raise ValueError(f"{_where(path, line_number)}: duplicate url {url!r} "

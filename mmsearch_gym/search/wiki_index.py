@@ -29,6 +29,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from mmsearch_gym.checks import parse_json_object
 from mmsearch_gym.runs import replace_directory
 from mmsearch_gym.search.summarize import tokenize
 
@@ -54,12 +55,7 @@ def split_contents(contents: str) -> tuple[str, str]:
 
 def parse_line(line: bytes, path: Path, number: int) -> tuple[str, str]:
     """(id, contents) of one corpus line; WikiCorpusError naming the file and line otherwise."""
-    try:
-        record = json.loads(line)
-    except (UnicodeDecodeError, ValueError) as error:
-        raise WikiCorpusError(f"{str(path)!r} line {number}: not a JSON object ({error})") from None
-    if not isinstance(record, dict):
-        raise WikiCorpusError(f"{str(path)!r} line {number}: expected a JSON object, got {type(record).__name__}")
+    record = parse_json_object(line, f"{str(path)!r} line {number}", error=WikiCorpusError)
     contents = record.get("contents")
     if not isinstance(contents, str):
         raise WikiCorpusError(f"{str(path)!r} line {number}: field 'contents' must be a string, "

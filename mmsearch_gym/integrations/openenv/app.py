@@ -9,10 +9,10 @@ runtimes start a server from an import path, with no command-line flags to pass.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
+from mmsearch_gym.checks import parse_json_object
 from mmsearch_gym.integrations.openenv.server import make_app
 
 
@@ -24,13 +24,7 @@ def settings_from_environment(environ: dict[str, str] | os._Environ[str] = os.en
         env_kwargs["cache_path"] = environ["MMSEARCH_GYM_CACHE"]
     extra = environ.get("MMSEARCH_GYM_ENV", "")
     if extra:
-        try:
-            settings = json.loads(extra)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"MMSEARCH_GYM_ENV must be a JSON object, got {extra!r}: {error}") from None
-        if not isinstance(settings, dict):
-            raise ValueError(f"MMSEARCH_GYM_ENV must be a JSON object, got {extra!r}")
-        env_kwargs.update(settings)
+        env_kwargs.update(parse_json_object(extra, f"MMSEARCH_GYM_ENV={extra!r}"))
     try:
         max_sessions = int(environ.get("MMSEARCH_GYM_MAX_SESSIONS", "16"))
         idle_timeout = float(environ.get("MMSEARCH_GYM_IDLE_TIMEOUT", "300"))
