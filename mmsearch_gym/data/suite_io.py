@@ -88,6 +88,16 @@ def _digest(samples_bytes: bytes, image_digests: Sequence[tuple[str, str]]) -> s
     return hasher.hexdigest()
 
 
+def reset_image_dir(images: Path, pattern: str) -> Path:
+    """Create `images` (and its parents), removing the files matching `pattern` that an earlier write
+    left there: a rewritten suite or corpus must not keep a stale image under a reused name."""
+    if images.is_dir():
+        for stale in images.glob(pattern):
+            stale.unlink()
+    images.mkdir(parents=True, exist_ok=True)
+    return images
+
+
 def write_suite(samples: Sequence[VQASample], path: PathLike, *, name: str | None = None,
                 version: str = "1", metadata: Mapping[str, Any] | None = None,
                 overwrite: bool = False) -> str:
@@ -112,11 +122,7 @@ def write_suite(samples: Sequence[VQASample], path: PathLike, *, name: str | Non
     if (root / MANIFEST).exists() or (root / SAMPLES).exists():
         if not overwrite:
             raise ValueError(f"{str(root)!r} already holds a suite; pass overwrite=True to replace it")
-    images = root / IMAGES
-    if images.is_dir():
-        for stale in images.glob("*.png"):
-            stale.unlink()
-    images.mkdir(parents=True, exist_ok=True)
+    images = reset_image_dir(root / IMAGES, "*.png")
     (root / MANIFEST).unlink(missing_ok=True)  # a half-written suite must not look complete
 
     lines, image_digests = [], []

@@ -193,6 +193,6 @@ def load_index(target: Path, pages_file: Path, build: dict[str, Any]) -> LocalIn
 
 def rewrite_manifest(path: Path, manifest: dict[str, Any]) -> None:
     try:
-        write_bytes_atomic(path, json.dumps(manifest, indent=1, sort_keys=True).encode())
+        write_bytes_atomic(path, json.dumps(manifest, indent=1, sort_keys=True).encode(), mode=0o644)
     except OSError:
         pass  # read-only index: the next load re-hashes pages.jsonl, which is only slower

@@ -67,7 +67,7 @@ def default_index_root(corpus: Path) -> Path:
 
 def _rewrite_json(path: Path, value: dict[str, Any]) -> None:
     try:
-        write_bytes_atomic(path, json.dumps(value, indent=1, sort_keys=True).encode())
+        write_bytes_atomic(path, json.dumps(value, indent=1, sort_keys=True).encode(), mode=0o644)
     except OSError:  # a read-only index: the next load re-hashes the corpus, which is only slower
         pass
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from mmsearch_gym.data.suite_io import reset_image_dir
 from mmsearch_gym.data.synth.emblems import jpeg_copy, phash64
 from mmsearch_gym.data.synth.kinds import KINDS
 from mmsearch_gym.data.synth.seeding import py_rng
@@ -33,6 +34,7 @@ from mmsearch_gym.data.synth.world import (
     World,
     distractor_image,
 )
+from mmsearch_gym.runs import write_bytes_atomic
 
 PAGES_FILE = "pages.jsonl"
 IMAGES_DIR = "images"
@@ -174,16 +176,10 @@ def write_corpus(world: World, out_dir: str | Path, *, overwrite: bool = False) 
     pages_path = out / PAGES_FILE
     if pages_path.exists() and not overwrite:
         raise ValueError(f"{str(pages_path)!r} already exists; pass overwrite=True to replace the corpus")
-    images = out / IMAGES_DIR
-    if images.is_dir():
-        for stale in images.glob("*.jpg"):
-            stale.unlink()
-    images.mkdir(parents=True, exist_ok=True)
+    reset_image_dir(out / IMAGES_DIR, "*.jpg")
     lines = []
     for page, path, data in iter_corpus(world):
         (out / path).write_bytes(data)
         lines.append(page.to_json())
-    tmp = pages_path.with_suffix(".jsonl.tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    tmp.replace(pages_path)
+    write_bytes_atomic(pages_path, ("\n".join(lines) + "\n").encode("utf-8"), mode=0o644)
     return out
