@@ -91,8 +91,27 @@ def image_search_turn(reason: str) -> str:
 
 
 def text_search_turn(reason: str, query: str) -> str:
-    """A text-search turn; the query must hold no newline (the official trigger reads one line)."""
+    """A text-search turn; the query must hold no newline (the official trigger reads one line):
+    pass it through `one_line_query` when it comes from elsewhere."""
     return f"{REASON_OPEN}{reason}{REASON_CLOSE}{TEXT_SEARCH_OPEN}{query}{TEXT_SEARCH_CLOSE}"
+
+
+GRAMMAR_TAGS: tuple[str, ...] = (REASON_OPEN, REASON_CLOSE, ANSWER_OPEN, ANSWER_CLOSE, TEXT_SEARCH_OPEN,
+                                 TEXT_SEARCH_CLOSE, IMAGE_SEARCH_OPEN, IMAGE_SEARCH_CLOSE, IMAGE_PLACEHOLDER)
+
+
+def one_line_query(query: str) -> str:
+    """`query` as a text-search turn can carry it and still trigger the search: the grammar's tags
+    removed (each becomes a space, so no tag can re-form) and every run of whitespace, newlines
+    included, folded into one space; "" when nothing is left (the official rules end an episode on
+    an empty query, so a caller must not send one).
+
+    >>> one_line_query("  Eiffel Tower\\n height </text_search><answer>x")
+    'Eiffel Tower height x'
+    """
+    for tag in GRAMMAR_TAGS:
+        query = query.replace(tag, " ")
+    return " ".join(query.split())
 
 
 # ------------------------------------------------------------------------------ linear scanners

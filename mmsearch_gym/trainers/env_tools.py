@@ -8,9 +8,12 @@ reads `get_reward()` once the rollout ends.
 
 Mapping to the env: each tool call becomes one well-formed env turn (`image_search` ->
 `<reason>…</reason><search><img></search>`, `text_search(query)` -> `<text_search>query</text_search>`,
-`answer(answer)` -> `<answer>answer</answer>`), so limits, scoring, the format score (over the
-sequence of tool calls) and the search penalty are the env's own. Search results come back as content
-blocks, thumbnails as images (without the env's follow-up instructions, which teach the tag grammar).
+`answer(answer)` -> `<answer>answer</answer>`). The query is first put on one line without tags
+(`envs.grammar.one_line_query`): under the official rules a newline in it would keep the turn from
+searching, and an empty query would end the episode, so an empty one is refused without spending a
+turn. Limits, scoring, the format score (over the sequence of tool calls) and the search penalty are
+the env's own. Search results come back as content blocks, thumbnails as images (without the env's
+follow-up instructions, which teach the tag grammar).
 A rollout that never calls `answer` scores 0, like an episode without an answer. The search-penalty
 warm-up needs the trainer step: pass `training_step_callback(factory)` to the trainer's callbacks.
 
@@ -26,14 +29,16 @@ from typing import Any, Callable, Sequence
 import gymnasium as gym
 
 from mmsearch_gym.data.sample import VQASample
-from mmsearch_gym.envs.grammar import IMAGE_SEARCH_ACTION
+from mmsearch_gym.envs.grammar import IMAGE_SEARCH_ACTION, one_line_query, text_search_turn
 from mmsearch_gym.hf.messages import to_pil
 
 TOOL_PROMPT = ("Answer the question about the image. When the image alone is not enough, call image_search to "
                "find out what it shows, and text_search for a fact about it. Finish by calling answer with a short "
                "answer.\n\nQuestion: {question}")
-_REASON = "<reason>Tool call.</reason>"
+_REASON_TEXT = "Tool call."
+_REASON = f"<reason>{_REASON_TEXT}</reason>"
 ENDED = "The episode is over; no more tool calls are accepted."
+EMPTY_QUERY = "text_search needs a non-empty query; nothing was searched and no turn was used."
 
 
 class ImageSearchToolEnv:
@@ -73,7 +78,12 @@ class ImageSearchToolEnv:
         Returns:
             Summaries of the web pages that best match the query.
         """
-        return self._step(f"{_REASON}<text_search>{query}</text_search>")
+        if self._done:
+            return [{"type": "text", "text": ENDED}]
+        line = one_line_query(query) if isinstance(query, str) else ""
+        if not line:  # the official rules would end the episode on an empty query: refuse, spend no turn
+            return [{"type": "text", "text": EMPTY_QUERY}]
+        return self._step(text_search_turn(_REASON_TEXT, line))
 
     def answer(self, answer: str) -> str:
         """Give the final answer to the question; the episode ends.
@@ -99,9 +109,14 @@ class ImageSearchToolEnv:
         obs, reward, terminated, truncated, self._info = self._env.step(action)
         if terminated or truncated:
             self._done, self._reward = True, float(reward)
-            searched = self._info.get("action_kind") in ("image_search", "text_search")
-            text = ("That search is not allowed now (limit reached or last turn); the episode ended without an "
-                    "answer.") if searched else "Answer recorded. The episode is over."
+            kind = self._info.get("action_kind")
+            if kind in ("image_search", "text_search"):
+                text = ("That search is not allowed now (limit reached or last turn); the episode ended without an "
+                        "answer.")
+            elif kind == "answer":
+                text = "Answer recorded. The episode is over."
+            else:  # the env found the turn invalid: saying "Answer recorded" would mislead the model
+                text = f"That call made an invalid turn ({self._info.get('invalid_reason')}); the episode is over."
             return [{"type": "text", "text": text}]
         blocks: list[dict[str, Any]] = []
         for part in obs["messages"][-1]["content"]:
