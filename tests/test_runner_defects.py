@@ -236,3 +236,20 @@ def test_records_parse_turns_with_the_envs_rule_set(tmp_path):
                  tmp_path / rules)
         record = RecordsFile(tmp_path / rules / "episodes.jsonl").records[0]
         assert record["parsed"][0]["kind"] == kind and len(record["searches_made"]) == (kind == "image_search")
+
+
+
+def test_a_combined_search_records_both_sides_modes_and_the_replayed_cache(tmp_path, recorded_cache):
+    # Regression: the manifest said search_mode "live" for images replayed from a bundle + live text.
+    from mmsearch_gym.benchmarks.runner import cache_identity, search_mode
+    from mmsearch_gym.search import CombinedSearch
+
+    samples, live = build_tiny_world()
+    replay = CachedSearchBackend.replay(recorded_cache)
+    evaluate(RAGWorkflowAgent(), RunSpec(samples, CombinedSearch(replay, live)), tmp_path / "run")
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["search_mode"] == "image=replay;text=live"
+    assert manifest["cache_bundle_hash"] == cache_identity(replay) and len(manifest["cache_bundle_hash"]) == 64
+    assert search_mode(CombinedSearch(replay, replay)) == "replay"
+    assert cache_identity(CombinedSearch(replay, replay)) == cache_identity(replay)
+    assert search_mode(CombinedSearch(live, live)) == "live" and cache_identity(CombinedSearch(live, live)) is None

@@ -27,6 +27,7 @@ from mmsearch_gym.runs import (
     MANIFEST_FILE, METRICS_FILE, RECORDS_FILE, RESUME_KEYS, RecordsAppender, RunDirectoryError, check_resume,
     write_json_atomic,
 )
+from mmsearch_gym.search.combined import mode_of
 from mmsearch_gym.search.keys import image_digest
 from mmsearch_gym.search.types import SearchBackend
 
@@ -88,25 +89,33 @@ def _agent_card(agent: Agent) -> dict[str, Any]:
 
 
 def search_mode(search: SearchBackend) -> str:
-    """How the run searched: a cache wrapper's mode (replay, replay_or_empty, record, live), or "live"
-    for a backend called directly."""
-    mode = getattr(search, "mode", None)
-    return mode if isinstance(mode, str) else "live"
+    """How the run searched: a cache wrapper's mode (replay, replay_or_empty, record, live), "live"
+    for a backend called directly, and for a `CombinedSearch` its sides' common mode or both of them
+    (``image=replay;text=live``)."""
+    return mode_of(search)
 
 
 def cache_identity(search: SearchBackend) -> str | None:
     """The content hash of the cache a replay reads: the sha256 its exported bundle would carry, so a
     cache directory and its bundle have the same identity, and a resume against other recorded
-    results is refused. None when nothing is replayed, and in record mode (the cache grows during
-    the run; the backend id and mode are pinned instead)."""
-    cache = getattr(search, "cache", None)
-    if search_mode(search) not in ("replay", "replay_or_empty") or cache is None:
+    results is refused. For a `CombinedSearch`, the cache(s) its replaying side(s) read ("+"-joined
+    when the two sides replay different caches). None when nothing is replayed, and in record mode
+    (the cache grows during the run; the backend id and mode are pinned instead)."""
+    caches: list[Any] = []
+    for part in getattr(search, "parts", None) or (search,):
+        cache = getattr(part, "cache", None)
+        if mode_of(part) in ("replay", "replay_or_empty") and cache is not None and all(c is not cache for c in caches):
+            caches.append(cache)
+    if not caches:
         return None
     from mmsearch_gym.cache.bundle import entries_sha256  # benchmarks -> cache, only for cached replays
     from mmsearch_gym.cache.serialize import sha256_hex
 
-    payloads = ((key, cache.read_payload(key)) for key in cache.keys())
-    return entries_sha256((key, sha256_hex(payload)) for key, payload in payloads if payload is not None)
+    def identity(cache: Any) -> str:
+        payloads = ((key, cache.read_payload(key)) for key in cache.keys())
+        return entries_sha256((key, sha256_hex(payload)) for key, payload in payloads if payload is not None)
+
+    return "+".join(identity(cache) for cache in caches)
 
 
 def build_manifest(spec: RunSpec, agent: Agent, env: gym.Env) -> dict[str, Any]:

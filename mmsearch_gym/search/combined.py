@@ -11,13 +11,23 @@ from typing import Any
 from mmsearch_gym.search.costs import usage_of
 from mmsearch_gym.search.types import QueryImage, SearchResults
 
-__all__ = ["CombinedSearch"]
+__all__ = ["CombinedSearch", "mode_of"]
+
+
+def mode_of(backend: Any) -> str:
+    """How `backend` searches: a cache wrapper's `mode` (replay, replay_or_empty, record, live), or
+    "live" for a backend called directly (its results are computed when asked)."""
+    mode = getattr(backend, "mode", None)
+    return mode if isinstance(mode, str) else "live"
 
 
 class CombinedSearch:
     """One `SearchBackend` from an image backend and a text backend (the environment takes a single
     backend): e.g. ``CombinedSearch(SerpApiImageSearch(...), SerpApiTextSearch(...))`` or Lens images
-    with SearXNG text. Its id joins both ids; `usage()` merges their meters (a shared meter once)."""
+    with SearXNG text. Its id joins both ids; `usage()` merges their meters (a shared meter once).
+    Its `mode` is the two sides' common mode, or both named when they differ (images replayed from a
+    bundle, text from a local index: ``image=replay;text=live``), so a run manifest says neither
+    "replay" nor "live" for a run that is half of each."""
 
     def __init__(self, image: Any, text: Any) -> None:
         for label, backend in (("image", image), ("text", text)):
@@ -28,6 +38,16 @@ class CombinedSearch:
     @property
     def backend_id(self) -> str:
         return f"combined(image={self.image.backend_id};text={self.text.backend_id})"
+
+    @property
+    def mode(self) -> str:
+        image, text = mode_of(self.image), mode_of(self.text)
+        return image if image == text else f"image={image};text={text}"
+
+    @property
+    def parts(self) -> tuple[Any, Any]:
+        """The (image, text) backends, for whoever must look at each side (e.g. the cache a run replays)."""
+        return (self.image, self.text)
 
     def __repr__(self) -> str:
         return f"CombinedSearch({self.backend_id})"
