@@ -20,6 +20,7 @@ import gymnasium as gym
 from openenv.core.env_server.http_server import create_app
 from openenv.core.env_server.interfaces import Environment
 from openenv.core.env_server.types import ConcurrencyConfig, EnvironmentMetadata
+from starlette.websockets import WebSocketDisconnect
 
 from mmsearch_gym.checks import require_int, require_number
 from mmsearch_gym.integrations.openenv.models import (
@@ -113,6 +114,30 @@ def shared_env_kwargs(env_kwargs: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
+class QuietClientDisconnect:
+    """ASGI middleware: a WebSocket whose client already left ends quietly instead of with a traceback.
+
+    Why: openenv-core's `/ws` handler closes the socket in a `finally` that catches only
+    `RuntimeError`, but Starlette raises `WebSocketDisconnect` when the client closed first, which is
+    what every well-behaved client does after its `close` message. uvicorn then logged a 4 kB
+    "Exception in ASGI application" traceback per session: noise that hides real errors, and a server
+    whose stderr is a pipe nobody drains blocks on the write, with its event loop, once the pipe is
+    full (about 16 sessions). Only the client's own disconnect is silenced; any other error still
+    reaches uvicorn's log."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") != "websocket":
+            await self.app(scope, receive, send)
+            return
+        try:
+            await self.app(scope, receive, send)
+        except WebSocketDisconnect:
+            pass
+
+
 def make_app(env_kwargs: dict[str, Any] | None = None, *, max_sessions: int = 16,
              idle_timeout_s: float | None = 300.0) -> Any:
     """The FastAPI app: `openenv-core`'s `create_app` over `ImageSearchVQAServerEnv`.
@@ -125,9 +150,11 @@ def make_app(env_kwargs: dict[str, Any] | None = None, *, max_sessions: int = 16
     kwargs = shared_env_kwargs(env_kwargs or {})
     ImageSearchVQAServerEnv(kwargs).close()  # bad settings fail here, once, with the env's own message
     factory = functools.partial(ImageSearchVQAServerEnv, kwargs)
-    return create_app(factory, ImageSearchVQAAction, ImageSearchVQAObservation, env_name="image_search_vqa",
-                      concurrency_config=ConcurrencyConfig(max_concurrent_envs=max_sessions,
-                                                           session_timeout=idle_timeout_s))
+    app = create_app(factory, ImageSearchVQAAction, ImageSearchVQAObservation, env_name="image_search_vqa",
+                     concurrency_config=ConcurrencyConfig(max_concurrent_envs=max_sessions,
+                                                          session_timeout=idle_timeout_s))
+    app.add_middleware(QuietClientDisconnect)
+    return app
 
 
 def serve(env_kwargs: dict[str, Any] | None = None, *, host: str = "127.0.0.1", port: int = 8000,
