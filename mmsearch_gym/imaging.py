@@ -38,6 +38,8 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Union
 
@@ -73,15 +75,7 @@ def load_rgb(image: ImageLike) -> np.ndarray:
         return array_to_rgb(image)
     if isinstance(image, Image.Image):
         return _guarded(image, "PIL image")
-    if isinstance(image, (bytes, bytearray)):
-        data = bytes(image)
-        return _decoded(io.BytesIO(data), f"image bytes ({len(data)} bytes starting {data[:8]!r})")
-    if isinstance(image, (str, os.PathLike)):
-        path = Path(image)
-        if not path.is_file():
-            raise ImageError(f"image file not found: {str(path)!r}")
-        return _decoded(path, f"image file {str(path)!r}")
-    raise ImageError(f"unsupported image reference of type {type(image).__name__}")
+    return _decoded(*_source(image))
 
 
 def array_to_rgb(array: np.ndarray, what: str = "image array") -> np.ndarray:
@@ -131,8 +125,48 @@ def _one_line(error: BaseException) -> str:
     return text if len(text) <= _MESSAGE_CHARS else text[: _MESSAGE_CHARS - 3] + "..."
 
 
+def decode_image(image: bytes | str | os.PathLike[str], *, mode: str | None = None,
+                 draft: tuple[int, int] | None = None) -> Image.Image:
+    """Encoded bytes or an image file as a fully decoded PIL image, under `load_rgb`'s checks: the
+    size in the header against `MAX_IMAGE_PIXELS` before any pixel is decoded, and every failure
+    (truncated data, unknown format, bomb) as one `ImageError` line naming the bytes or the file.
+    For callers that need Pillow itself (thumbnails, perceptual hashes, re-encoding) rather than an
+    array.
+
+    mode: convert to this mode (e.g. "RGB"; Pillow's own conversion); None keeps the file's mode.
+    draft: let a JPEG decoder downscale towards this size while decoding (`Image.draft`), when only
+        a small version is needed; other formats ignore it.
+    """
+    source, what = _source(image)
+    with _opened(source, what) as opened:
+        if draft is not None:
+            opened.draft("RGB", draft)
+        opened.load()
+        return opened.convert(mode) if mode is not None else opened.copy()
+
+
+def _source(image: bytes | str | os.PathLike[str]) -> tuple[io.BytesIO | Path, str]:
+    if isinstance(image, (bytes, bytearray)):
+        data = bytes(image)
+        return io.BytesIO(data), f"image bytes ({len(data)} bytes starting {data[:8]!r})"
+    if isinstance(image, (str, os.PathLike)):
+        path = Path(image)
+        if not path.is_file():
+            raise ImageError(f"image file not found: {str(path)!r}")
+        return path, f"image file {str(path)!r}"
+    raise ImageError(f"unsupported image reference of type {type(image).__name__}")
+
+
 def _decoded(source: io.BytesIO | Path, what: str) -> np.ndarray:
     """Open `source` with Pillow and convert it, every decoder failure becoming one ImageError line."""
+    with _opened(source, what) as opened:
+        return _pil_to_rgb(opened, what)
+
+
+@contextmanager
+def _opened(source: io.BytesIO | Path, what: str) -> Iterator[Image.Image]:
+    """`source` opened with Pillow, its size checked against the limit; every failure while it is open
+    (in the caller's block too: decoding is lazy) becomes one ImageError line."""
     try:
         # Pillow warns (rather than raises) between its limit and twice its limit; make that an error
         # here. catch_warnings is process-global state: a concurrent thread may at worst keep this
@@ -140,7 +174,8 @@ def _decoded(source: io.BytesIO | Path, what: str) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(source) as opened:
-                return _pil_to_rgb(opened, what)
+                _check_size(opened, what)
+                yield opened
     except ImageError:
         raise
     except UnidentifiedImageError as error:
@@ -161,7 +196,7 @@ def _guarded(image: Image.Image, what: str) -> np.ndarray:
         raise ImageError(f"cannot decode {what}: {type(error).__name__}: {_one_line(error)}") from error
 
 
-def _pil_to_rgb(image: Image.Image, what: str) -> np.ndarray:
+def _check_size(image: Image.Image, what: str) -> None:
     width, height = image.size
     if width * height > MAX_IMAGE_PIXELS:
         raise ImageError(f"{what} is {width}x{height} = {width * height} pixels, over the limit of "
@@ -169,6 +204,10 @@ def _pil_to_rgb(image: Image.Image, what: str) -> np.ndarray:
                          "oversized image)")
     if width * height == 0:
         raise ImageError(f"{what} has no pixels ({width}x{height})")
+
+
+def _pil_to_rgb(image: Image.Image, what: str) -> np.ndarray:
+    _check_size(image, what)
     if image.mode.startswith("I;16"):
         scaled = np.rint(np.asarray(image).astype(np.float64) * (255.0 / 65535.0)).astype(np.uint8)
         return array_to_rgb(scaled, what)

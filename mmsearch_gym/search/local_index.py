@@ -12,7 +12,6 @@ unreadable or inconsistent index is rebuilt with a warning.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import warnings
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from mmsearch_gym.imaging import ImageError, decode_image
 from mmsearch_gym.runs import write_bytes_atomic, write_directory_atomic
 from mmsearch_gym.search.bm25 import build_bm25, load_bm25
 from mmsearch_gym.search.corpus import CorpusPage, FileFingerprint, file_sha256, stat_fingerprint
@@ -67,10 +67,8 @@ def _thumbnail(image: Image.Image) -> bytes:
 def _open_image(path: Path, page: CorpusPage, pages_file: Path) -> tuple[Image.Image, bytes]:
     try:
         data = path.read_bytes()
-        with Image.open(io.BytesIO(data)) as opened:
-            opened.draft("RGB", _DRAFT_SIZE)
-            image = opened.convert("RGB")
-    except Exception as error:  # PIL raises OSError, ValueError, SyntaxError, DecompressionBombError...
+        image = decode_image(data, mode="RGB", draft=_DRAFT_SIZE)
+    except (OSError, ImageError) as error:
         raise ValueError(f"{str(pages_file)!r} line {page.line}: cannot read image {str(path)!r} "
                          f"of page {page.url!r}: {error}") from None
     return image, data

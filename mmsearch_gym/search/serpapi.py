@@ -17,7 +17,6 @@ import logging
 import base64
 import binascii
 import dataclasses
-import io
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -158,17 +157,14 @@ class _SerpApiBackend:
 
 def thumbnail_image(data: bytes) -> EncodedImage | None:
     """JPEG/PNG bytes kept as they are; other formats (WebP, GIF, ...) re-encoded as JPEG; bytes that
-    are not a decodable image give None."""
-    from PIL import Image
-
+    are not a whole decodable image, or one over `imaging.MAX_IMAGE_PIXELS`, give None."""
     try:
         image = EncodedImage(data)
-        with Image.open(io.BytesIO(data)) as probe:
-            probe.verify()
+        decoded = image.to_pil()  # decodes every pixel: a truncated file fails here, not in the agent
         if image.mime_type in ("image/jpeg", "image/png"):
             return image
-        return EncodedImage.from_pil(image.to_pil(), format="JPEG", quality=90)
-    except Exception:
+        return EncodedImage.from_pil(decoded, format="JPEG", quality=90)
+    except (ValueError, TypeError, OSError):  # ImageError is a ValueError; EncodedImage refuses empty data
         return None
 
 

@@ -15,12 +15,10 @@ from typing import Literal, Protocol, runtime_checkable
 import numpy as np
 from PIL import Image
 
+from mmsearch_gym.imaging import decode_image
+
 SearchKind = Literal["image", "text"]
 ResultSource = Literal["live", "cache_hit", "cache_miss_empty", "static"]
-
-
-def _to_rgb_array(image: Image.Image) -> np.ndarray:
-    return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,14 +60,14 @@ class EncodedImage:
         return "application/octet-stream"
 
     def to_pil(self) -> Image.Image:
-        image = Image.open(io.BytesIO(self.data))
-        image.load()
-        return image
+        """The decoded image, in its own mode; `imaging.ImageError` (one line) for bytes that are not a
+        whole image or exceed `imaging.MAX_IMAGE_PIXELS` (a thumbnail from the web is untrusted)."""
+        return decode_image(self.data)
 
     @cached_property
     def pixels(self) -> np.ndarray:
         """Decoded RGB uint8 pixels (decoded once, read-only so the cached copy cannot be altered)."""
-        array = _to_rgb_array(self.to_pil())
+        array = np.asarray(decode_image(self.data, mode="RGB"), dtype=np.uint8)
         array.setflags(write=False)
         return array
 
