@@ -8,10 +8,12 @@ seeds from `np_random` and samples deterministically, so `check_env` can exercis
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Iterable, TypeVar
 
 import numpy as np
 from gymnasium import spaces
+
+_T = TypeVar("_T")
 
 # Fragments of the action grammar mixed into sampled text, so random actions hit the parser's
 # interesting paths (searches, answers, malformed tags) and not only gibberish.
@@ -22,20 +24,30 @@ _GRAMMAR_FRAGMENTS = (
 _CODE_POINT_RANGES = ((0x20, 0x7E), (0xA0, 0x24F), (0x370, 0x3FF), (0x4E00, 0x4FFF), (0x1F300, 0x1F5FF))
 
 
-class UnicodeText(spaces.Space[str]):
-    """Any Python `str` of `min_length`..`max_length` characters (no alphabet restriction)."""
+def _size_range(name: str, floor: int, low: int, high: int, sample_high: int) -> tuple[int, int, int]:
+    """(min, max, largest size sampled) of a variable-size space, refusing a range that is empty or
+    starts below `floor`; samples stay small (`sample_high`) even when the space admits huge elements."""
+    if not floor <= low <= high:
+        raise ValueError(f"need {floor} <= min_{name} <= max_{name}, got {low}, {high}")
+    return low, high, max(low, min(sample_high, high))
 
-    def __init__(self, max_length: int = 100_000, min_length: int = 0, sample_max_length: int = 200,
-                 seed: int | np.random.Generator | None = None) -> None:
-        if not 0 <= min_length <= max_length:
-            raise ValueError(f"need 0 <= min_length <= max_length, got {min_length}, {max_length}")
-        self.min_length, self.max_length = min_length, max_length
-        self.sample_max_length = max(min_length, min(sample_max_length, max_length))
-        super().__init__(shape=None, dtype=None, seed=seed)
+
+class _ShapelessSpace(spaces.Space[_T]):
+    """A space whose elements have no fixed shape, so no single numpy array can hold them flattened."""
 
     @property
     def is_np_flattenable(self) -> bool:
         return False
+
+
+class UnicodeText(_ShapelessSpace[str]):
+    """Any Python `str` of `min_length`..`max_length` characters (no alphabet restriction)."""
+
+    def __init__(self, max_length: int = 100_000, min_length: int = 0, sample_max_length: int = 200,
+                 seed: int | np.random.Generator | None = None) -> None:
+        self.min_length, self.max_length, self.sample_max_length = _size_range(
+            "length", 0, min_length, max_length, sample_max_length)
+        super().__init__(shape=None, dtype=None, seed=seed)
 
     def contains(self, x: Any) -> bool:
         return isinstance(x, str) and self.min_length <= len(x) <= self.max_length
@@ -67,20 +79,14 @@ class UnicodeText(spaces.Space[str]):
         return list(sample_n)
 
 
-class RGBImage(spaces.Space[np.ndarray]):
+class RGBImage(_ShapelessSpace[np.ndarray]):
     """An RGB uint8 array of shape (H, W, 3) with `min_side <= H, W <= max_side`."""
 
     def __init__(self, min_side: int = 1, max_side: int = 8192, sample_max_side: int = 64,
                  seed: int | np.random.Generator | None = None) -> None:
-        if not 1 <= min_side <= max_side:
-            raise ValueError(f"need 1 <= min_side <= max_side, got {min_side}, {max_side}")
-        self.min_side, self.max_side = min_side, max_side
-        self.sample_max_side = max(min_side, min(sample_max_side, max_side))
+        self.min_side, self.max_side, self.sample_max_side = _size_range(
+            "side", 1, min_side, max_side, sample_max_side)
         super().__init__(shape=None, dtype=np.uint8, seed=seed)
-
-    @property
-    def is_np_flattenable(self) -> bool:
-        return False
 
     def contains(self, x: Any) -> bool:
         return (isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.ndim == 3 and x.shape[2] == 3
@@ -103,7 +109,7 @@ class RGBImage(spaces.Space[np.ndarray]):
 _ROLES = ("system", "user", "assistant")
 
 
-class ChatMessages(spaces.Space[tuple]):
+class ChatMessages(_ShapelessSpace[tuple]):
     """A tuple of chat messages in the HF/OpenAI multimodal format.
 
     Each message is `{"role": "system"|"user"|"assistant", "content": [part, ...]}`; a part is
@@ -116,10 +122,6 @@ class ChatMessages(spaces.Space[tuple]):
         self.max_messages, self.max_images, self.max_text = max_messages, max_images, max_text
         self._text = UnicodeText(max_length=max_text, sample_max_length=80)
         super().__init__(shape=None, dtype=None, seed=seed)
-
-    @property
-    def is_np_flattenable(self) -> bool:
-        return False
 
     def seed(self, seed: int | None = None) -> int | Any:
         seeds = super().seed(seed)
