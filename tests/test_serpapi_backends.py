@@ -436,3 +436,13 @@ def test_combined_search_counts_a_shared_meter_once(server: LoopbackServer) -> N
     combined.text_search("q", 2)
     assert combined.usage()["billable_calls"] == {"serpapi/google": 1, "serpapi/google_lens": 1}
     assert combined.usage()["estimated_cost_usd"] == 0.03
+
+
+def test_each_backend_serves_one_kind_and_checks_top_k_and_key_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SERPAPI_API_KEY", raising=False)
+    image, text = SerpApiImageSearch(), SerpApiTextSearch()
+    assert text.image_search(QueryImage(np.zeros((2, 2, 3), np.uint8)), 3).error == \
+        "image search is not available from the text search backend"
+    assert image.text_search("q", 3).error == "text search is not available from the image search backend"
+    assert "top_k must be an int >= 1, got 0" in (text.text_search("q", 0).error or "")
+    assert "no SerpApi API key" in (image.image_search(QueryImage(np.zeros((2, 2, 3), np.uint8)), 1).error or "")

@@ -71,6 +71,8 @@ class _SerpApiBackend:
 
     engine: str
     name: str
+    serves: SearchKind
+    """The one kind of search this backend answers; the other gives an error result."""
 
     def __init__(self, api_key: str | Secret | None, *, require_key: bool, base_url: str,
                  transport: str | SerpApiTransport, settings: HttpSettings | None, fetcher: HttpFetcher | None,
@@ -139,6 +141,31 @@ class _SerpApiBackend:
             raise HttpError("SerpApi reported an error status without a message")
         return data
 
+    def image_search(self, image: QueryImage, top_k: int) -> SearchResults:
+        return self._serve("image", top_k, lambda key, k: self._search_image(image, k, key))
+
+    def text_search(self, query: str, top_k: int) -> SearchResults:
+        return self._serve("text", top_k, lambda key, k: self._search_text(query, k, key))
+
+    def _search_image(self, image: QueryImage, top_k: int, key: Secret) -> SearchResults:
+        raise NotImplementedError  # the image backend's; `_serve` never calls it on the text backend
+
+    def _search_text(self, query: str, top_k: int, key: Secret) -> SearchResults:
+        raise NotImplementedError  # the text backend's
+
+    def _serve(self, kind: SearchKind, top_k: int, search: Callable[[Secret, int], SearchResults]) -> SearchResults:
+        """Run `search(key, top_k)` when this backend serves `kind`, with `top_k` checked and the key
+        read; the other kind, a missing key and every failure are error results, never exceptions."""
+        if kind != self.serves:
+            return SearchResults.failed(kind, f"{kind} search is not available from the {self.serves} search backend")
+
+        def run() -> SearchResults:
+            checked = require_int("top_k", top_k, low=1)
+            key = self._key()
+            return self._missing_key(kind) if key is None else search(key, checked)
+
+        return self._guarded(kind, run)
+
     def _guarded(self, kind: SearchKind, run: Callable[[], SearchResults]) -> SearchResults:
         """Every failure becomes an error result (redacted), never an exception."""
         try:
@@ -192,6 +219,7 @@ class SerpApiImageSearch(_SerpApiBackend):
 
     engine = "google_lens"
     name = "serpapi-image"
+    serves: SearchKind = "image"
 
     def __init__(self, api_key: str | Secret | None = None, *, uploader: Callable[[bytes], str] | None = None,
                  hl: str | None = "en", country: str | None = None, extra_params: Mapping[str, str] | None = None,
@@ -209,17 +237,7 @@ class SerpApiImageSearch(_SerpApiBackend):
         self._upload_cache_size = require_int("upload_cache_size", upload_cache_size, low=0)
         self._upload_lock = threading.Lock()
 
-    def text_search(self, query: str, top_k: int) -> SearchResults:
-        return SearchResults.failed("text", "text search is not available from the image search backend")
-
-    def image_search(self, image: QueryImage, top_k: int) -> SearchResults:
-        return self._guarded("image", lambda: self._image_search(image, top_k))
-
-    def _image_search(self, image: QueryImage, top_k: int) -> SearchResults:
-        top_k = require_int("top_k", top_k, low=1)
-        key = self._key()
-        if key is None:
-            return self._missing_key("image")
+    def _search_image(self, image: QueryImage, top_k: int, key: Secret) -> SearchResults:
         url = self._image_url(image)
         if url is None:
             return SearchResults.failed("image", "image search is not configured: the query image has no public "
@@ -287,6 +305,7 @@ class SerpApiTextSearch(_SerpApiBackend):
 
     engine = "google"
     name = "serpapi-text"
+    serves: SearchKind = "text"
 
     def __init__(self, api_key: str | Secret | None = None, *, reader: PageReader | None = None,
                  summarizer: Summarizer | None = None, hl: str | None = "en", gl: str | None = None,
@@ -311,19 +330,9 @@ class SerpApiTextSearch(_SerpApiBackend):
     def usage(self) -> dict[str, object]:
         return usage_of(self.meter, getattr(self.reader, "meter", None), getattr(self.summarizer, "meter", None))
 
-    def image_search(self, image: QueryImage, top_k: int) -> SearchResults:
-        return SearchResults.failed("image", "image search is not available from the text search backend")
-
-    def text_search(self, query: str, top_k: int) -> SearchResults:
-        return self._guarded("text", lambda: self._text_search(query, top_k))
-
-    def _text_search(self, query: str, top_k: int) -> SearchResults:
-        top_k = require_int("top_k", top_k, low=1)
+    def _search_text(self, query: str, top_k: int, key: Secret) -> SearchResults:
         if not isinstance(query, str) or not query.strip():
             return SearchResults.failed("text", "text search needs a non-empty query")
-        key = self._key()
-        if key is None:
-            return self._missing_key("text")
         data = self._search({"q": query.strip()}, key)
         candidates = [Candidate(str(r.get("title") or ""), r["link"], str(r.get("snippet") or ""))
                       for r in data.get("organic_results") or []
