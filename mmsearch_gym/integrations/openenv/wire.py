@@ -16,15 +16,17 @@ expect to read); tuples and arrays are tagged objects; everything else is plain 
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import math
-from collections.abc import Mapping
-from typing import Any
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image
 
-__all__ = ["encode", "decode", "encode_image", "decode_image", "WireError"]
+__all__ = ["encode", "decode", "encode_image", "decode_image", "ImageEncoder", "ImageDecoder", "WireError"]
 
 _TUPLE = "__tuple__"
 _IMAGE = "__png__"
@@ -38,11 +40,15 @@ class WireError(ValueError):
 
 def encode_image(pixels: np.ndarray) -> str:
     """An RGB uint8 image as base64 PNG (lossless; the pixels decode back equal)."""
-    if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
-        raise WireError(f"images on the wire are RGB uint8 (H, W, 3), got {pixels.dtype} {pixels.shape}")
+    _check_rgb(pixels)
     buffer = io.BytesIO()
     Image.fromarray(pixels, "RGB").save(buffer, format="PNG", compress_level=1)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _check_rgb(pixels: np.ndarray) -> None:
+    if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise WireError(f"images on the wire are RGB uint8 (H, W, 3), got {pixels.dtype} {pixels.shape}")
 
 
 def decode_image(data: str) -> np.ndarray:
@@ -57,6 +63,57 @@ def decode_image(data: str) -> np.ndarray:
     except Exception as error:  # noqa: BLE001 - any decoding failure is a bad payload
         raise WireError(f"image payload does not decode: {type(error).__name__}: {error}") from None
     return pixels
+
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+def _remembered(memory: OrderedDict[_K, _V], key: _K, compute: Callable[[], _V], max_entries: int) -> _V:
+    """`memory[key]`, computed on a miss; the least recently used entry beyond `max_entries` is dropped."""
+    value = memory.get(key)
+    if value is None:
+        value = memory[key] = compute()
+        if len(memory) > max_entries:
+            memory.popitem(last=False)
+    else:
+        memory.move_to_end(key)
+    return value
+
+
+class ImageEncoder:
+    """`encode_image` with a small per-session memory of recent images, keyed by their pixels.
+
+    Why: every observation carries the whole dialog's images, so the question image and each search's
+    thumbnails are sent again on every later step; PNG encoding was the server's largest cost per
+    episode. A repeated image costs a BLAKE2b digest of its pixels (about 1/15 of an encode) instead,
+    and the payload is the same string as a fresh encode (PNG encoding is deterministic). Not
+    thread-safe: one per session, whose calls openenv-core runs one at a time."""
+
+    def __init__(self, max_entries: int = 64) -> None:
+        self.max_entries = max_entries
+        self._encoded: OrderedDict[bytes, str] = OrderedDict()
+
+    def __call__(self, pixels: np.ndarray) -> str:
+        _check_rgb(pixels)
+        pixels = np.ascontiguousarray(pixels)
+        digest = hashlib.blake2b(repr(pixels.shape).encode(), digest_size=32)
+        digest.update(memoryview(pixels).cast("B"))
+        return _remembered(self._encoded, digest.digest(), lambda: encode_image(pixels), self.max_entries)
+
+
+class ImageDecoder:
+    """`decode_image` with a small per-session memory keyed by the payload string itself (exact).
+
+    Why: the client receives the same images again on every step of an episode (see `ImageEncoder`).
+    A repeated payload returns a copy of the decoded pixels: a fresh writable array, as a decode gives."""
+
+    def __init__(self, max_entries: int = 64) -> None:
+        self.max_entries = max_entries
+        self._decoded: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def __call__(self, data: str) -> np.ndarray:
+        return _remembered(self._decoded, data, lambda: decode_image(data), self.max_entries).copy()
 
 
 def encode(value: Any) -> Any:
