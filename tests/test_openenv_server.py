@@ -26,6 +26,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("openenv.core", reason="the `serve` extra (openenv-core) is not installed")
 
@@ -41,7 +43,13 @@ from mmsearch_gym.integrations.openenv.client import (  # noqa: E402
     RemoteImageSearchVQAEnv,
 )
 from mmsearch_gym.integrations.openenv.models import ImageSearchVQAAction  # noqa: E402
-from mmsearch_gym.integrations.openenv.wire import decode, decode_image  # noqa: E402
+from mmsearch_gym.integrations.openenv.wire import (  # noqa: E402
+    ImageDecoder,
+    ImageEncoder,
+    decode,
+    decode_image,
+    encode_image,
+)
 
 ENV_ID = "ImageSearchVQA-v0"
 N_SAMPLES = 50
@@ -311,6 +319,13 @@ def test_protocol_errors_get_error_replies_and_the_server_keeps_serving(server: 
         remote.close()
 
 
+def test_server_does_not_deflate_its_messages(server: str) -> None:
+    """Per-message deflate is off (`serve(ws_compression=False)`): base64 PNG barely compresses, and
+    compressing ran on the server's event loop, its busiest thread. A client offering it gets none."""
+    with _raw(server) as connection:  # websockets offers permessage-deflate by default
+        assert "permessage-deflate" not in connection.response.headers.get("Sec-WebSocket-Extensions", "")
+
+
 def test_http_endpoints(server: str) -> None:
     base = server.replace("ws://", "http://")
     assert httpx.get(f"{base}/health", timeout=10).json()["status"] == "healthy"
@@ -372,6 +387,36 @@ def test_wire_codec_round_trips_info_values() -> None:
     assert back["a"] == (1, 2.5, None, "x") and back["b"][1]["c"] == 3
     assert isinstance(back["b"][1]["c"], np.int64) and np.isnan(back["nan"])
     assert back["img"].tobytes() == value["img"].tobytes()
+
+
+_small_images = st.builds(
+    lambda height, width, seed: np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8),
+    st.integers(1, 6), st.integers(1, 6), st.integers(0, 3))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_small_images, min_size=1, max_size=12), st.integers(1, 4))
+def test_session_image_memory_sends_and_returns_what_a_fresh_codec_would(images: list[np.ndarray],
+                                                                         max_entries: int) -> None:
+    """Repeats (same pixels, or the same bytes in another shape), evictions: the encoder's payload is
+    always the fresh encode of those pixels, and the decoder always hands back a fresh equal array."""
+    encoder, decoder = ImageEncoder(max_entries), ImageDecoder(max_entries)
+    for pixels in images + images[::-1] + [image.reshape(image.shape[1], image.shape[0], 3) for image in images]:
+        payload = encoder(pixels)
+        assert payload == encode_image(pixels)
+        first, again = decoder(payload), decoder(payload)
+        assert first.tobytes() == pixels.tobytes() and first.shape == pixels.shape and first.dtype == np.uint8
+        assert first is not again and first.flags.writeable
+        first[...] = 0  # what a caller does to its observation must not reach the next one
+        assert decoder(payload).tobytes() == pixels.tobytes()
+    assert len(encoder._encoded) <= max_entries and len(decoder._decoded) <= max_entries
+
+
+def test_session_image_encoder_refuses_what_encode_image_refuses() -> None:
+    with pytest.raises(ValueError, match="RGB uint8"):
+        ImageEncoder()(np.zeros((2, 2, 3), np.float32))
+    with pytest.raises(ValueError, match="RGB uint8"):
+        ImageEncoder()(np.zeros((2, 2), np.uint8))
 
 
 def test_container_app_reads_its_settings_from_the_environment() -> None:

@@ -12,6 +12,7 @@ server's settings), and decodes images and `info` back to the same NumPy arrays 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
@@ -26,7 +27,7 @@ from mmsearch_gym.integrations.openenv.models import (
     ImageSearchVQAObservation,
     ImageSearchVQAState,
 )
-from mmsearch_gym.integrations.openenv.wire import decode, decode_image
+from mmsearch_gym.integrations.openenv.wire import ImageDecoder, decode, decode_image
 
 __all__ = ["ImageSearchVQAClient", "RemoteImageSearchVQAEnv", "RemoteEnvError"]
 
@@ -59,9 +60,11 @@ class ImageSearchVQAClient(EnvClient[ImageSearchVQAAction, ImageSearchVQAObserva
         return ImageSearchVQAState(**payload)
 
 
-def observation_from_wire(observation: ImageSearchVQAObservation) -> dict[str, Any]:
-    """The local env's observation value: tuples of messages and of RGB uint8 arrays."""
-    return {"images": tuple(decode_image(image) for image in observation.images),
+def observation_from_wire(observation: ImageSearchVQAObservation,
+                          decode_one: Callable[[str], Any] = decode_image) -> dict[str, Any]:
+    """The local env's observation value: tuples of messages and of RGB uint8 arrays (each image
+    decoded by `decode_one`: a session's `ImageDecoder` skips the images it has already seen)."""
+    return {"images": tuple(decode_one(image) for image in observation.images),
             "messages": tuple(observation.messages)}
 
 
@@ -78,6 +81,7 @@ class RemoteImageSearchVQAEnv(gym.Env):
 
     def __init__(self, server: str, connect_timeout_s: float = 30.0, message_timeout_s: float = 120.0) -> None:
         self.server = server
+        self._decode_image = ImageDecoder()  # each step resends the dialog's earlier images
         self._client = ImageSearchVQAClient(base_url=server, connect_timeout_s=connect_timeout_s,
                                             message_timeout_s=message_timeout_s).sync()
         try:
@@ -108,7 +112,7 @@ class RemoteImageSearchVQAEnv(gym.Env):
             request["options"] = dict(options)
         result = self._call("reset", lambda: self._client.reset(**request))
         observation = result.observation
-        return observation_from_wire(observation), decode(observation.info)
+        return observation_from_wire(observation, self._decode_image), decode(observation.info)
 
     def step(self, action: str) -> tuple[dict[str, Any], SupportsFloat, bool, bool, dict[str, Any]]:
         if not isinstance(action, str):
@@ -117,8 +121,8 @@ class RemoteImageSearchVQAEnv(gym.Env):
         observation = result.observation
         terminated = bool(observation.done and not observation.truncated)
         reward = 0.0 if observation.reward is None else float(observation.reward)
-        return (observation_from_wire(observation), reward, terminated, bool(observation.truncated),
-                decode(observation.info))
+        return (observation_from_wire(observation, self._decode_image), reward, terminated,
+                bool(observation.truncated), decode(observation.info))
 
     def close(self) -> None:
         client = getattr(self, "_client", None)

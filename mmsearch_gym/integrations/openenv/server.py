@@ -28,7 +28,7 @@ from mmsearch_gym.integrations.openenv.models import (
     ImageSearchVQAObservation,
     ImageSearchVQAState,
 )
-from mmsearch_gym.integrations.openenv.wire import encode, encode_image
+from mmsearch_gym.integrations.openenv.wire import ImageEncoder, encode
 from mmsearch_gym.registration import ENV_ID
 
 __all__ = ["ImageSearchVQAServerEnv", "make_app", "serve", "SPACE_SETTINGS"]
@@ -51,6 +51,7 @@ class ImageSearchVQAServerEnv(Environment[ImageSearchVQAAction, ImageSearchVQAOb
         self._steps = 0
         self._sample_id: str | None = None
         self._done = False
+        self._encode_image = ImageEncoder()  # later steps resend the dialog's earlier images
 
     def reset(self, seed: int | None = None, episode_id: str | None = None,
               options: dict[str, Any] | None = None, **kwargs: Any) -> ImageSearchVQAObservation:
@@ -89,12 +90,11 @@ class ImageSearchVQAServerEnv(Environment[ImageSearchVQAAction, ImageSearchVQAOb
     def close(self) -> None:
         self._env.close()
 
-    @staticmethod
-    def _to_wire(obs: dict[str, Any], reward: float | None, terminated: bool, truncated: bool,
+    def _to_wire(self, obs: dict[str, Any], reward: float | None, terminated: bool, truncated: bool,
                  info: dict[str, Any]) -> ImageSearchVQAObservation:
         return ImageSearchVQAObservation(
             messages=[dict(message) for message in obs["messages"]],
-            images=[encode_image(image) for image in obs["images"]],
+            images=[self._encode_image(image) for image in obs["images"]],
             reward=reward, done=terminated or truncated, truncated=truncated, info=encode(info))
 
 
@@ -158,10 +158,18 @@ def make_app(env_kwargs: dict[str, Any] | None = None, *, max_sessions: int = 16
 
 
 def serve(env_kwargs: dict[str, Any] | None = None, *, host: str = "127.0.0.1", port: int = 8000,
-          max_sessions: int = 16, idle_timeout_s: float | None = 300.0, log_level: str = "warning") -> None:
-    """Run the server with uvicorn until interrupted."""
+          max_sessions: int = 16, idle_timeout_s: float | None = 300.0, log_level: str = "warning",
+          ws_compression: bool = False) -> None:
+    """Run the server with uvicorn until interrupted.
+
+    `ws_compression` turns on WebSocket per-message deflate. It is off because the payload is mostly
+    base64 PNG, which deflate shrinks only by a quarter, while compressing runs on the server's one
+    event loop: with it on, the loop spent 5.3 ms of CPU per oracle episode (1.7 ms without it) and a
+    single client's episode took 1.5x as long on loopback (`perf/serve_throughput.py`). Turn it on
+    for a slow network link."""
     import uvicorn
 
     app = make_app(env_kwargs, max_sessions=max_sessions, idle_timeout_s=idle_timeout_s)
     uvicorn.run(app, host=host, port=port, log_level=log_level, ws_max_size=16 * 1024 * 1024,
+                ws_per_message_deflate=ws_compression,
                 ws_ping_interval=20.0, ws_ping_timeout=120.0)  # a busy client is not a dead one
