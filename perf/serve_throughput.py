@@ -78,7 +78,8 @@ def start_server(max_sessions: int) -> tuple[subprocess.Popen, str, str]:
     command = [sys.executable, "-c", "from mmsearch_gym.cli import main; main()", "serve", "--host", "127.0.0.1",
                "--port", str(port), "--max-sessions", str(max_sessions)]
     with open(log, "w") as stderr:  # a file, not a pipe: an undrained pipe would block the server
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
+        # cwd outside the checkout: `python -c` puts the cwd first on sys.path, ahead of PYTHONPATH
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, cwd=tempfile.gettempdir())
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if process.poll() is not None:
