@@ -296,8 +296,8 @@ def main() -> None:
         print(f"  {part:<30}{ms:>7.2f} ms/episode")  # CPU ms; the round trips in wall ms
     measured = 1000 / statistics.median(rates["remote x1"])
     print(f"  {'sum':<30}{sum(breakdown.values()):>7.2f} ms/episode; remote x1 measured {measured:.2f}: the rest, "
-          f"{measured - sum(breakdown.values()):.2f}, is the server framework (uvicorn, Starlette, pydantic models, "
-          f"thread hand-offs)")
+          f"{measured - sum(breakdown.values()):.2f}, is the frameworks on both sides (uvicorn, Starlette, websockets, "
+          f"pydantic models, thread hand-offs)")
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
