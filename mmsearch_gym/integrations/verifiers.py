@@ -43,9 +43,9 @@ one episode a line.
 Python (a trainer's own loop) uses the classes directly: `register_plugin()`, then
 `vf.load_environment(MMSearchEnvConfig.model_validate({"taskset": {"id": PLUGIN_ID}}))`. verifiers'
 env servers (prime-rl) start their workers with `spawn`, and each imports the id itself: there the
-id needs a real top-level module, e.g. a file `mmsearch_gym_verifiers.py` on the path holding the
-two lines `from mmsearch_gym.integrations.verifiers import *` and `... import __all__` (verifiers
-finds plugins through `__all__`); with it, plain `vf-eval mmsearch-gym-verifiers ...` works too.
+id needs a real top-level module, so the package ships one, `mmsearch_gym_verifiers` (it re-exports
+this module; verifiers finds plugins through `__all__`); with it installed, plain
+`vf-eval mmsearch-gym-verifiers ...` works too.
 """
 
 from __future__ import annotations
