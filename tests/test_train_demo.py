@@ -12,11 +12,11 @@ pytest.importorskip("trl")
 pytest.importorskip("bm25s")
 pytest.importorskip("matplotlib")
 
-from typer.testing import CliRunner  # noqa: E402
+from typer.testing import CliRunner
 
-from mmsearch_gym.trainers.demo import STAGES, TOY, DemoConfig, config_with  # noqa: E402
-from mmsearch_gym.trainers.demo_data import OverSearchAgent, SuiteScale  # noqa: E402
-from mmsearch_gym.trainers.demo_plot import moving_average, plot_learning_curves  # noqa: E402
+from mmsearch_gym.trainers.demo import STAGES, TOY, DemoConfig, config_with
+from mmsearch_gym.trainers.demo_data import OverSearchAgent, SuiteScale
+from mmsearch_gym.trainers.demo_plot import moving_average, plot_learning_curves
 
 
 @pytest.fixture(scope="module")

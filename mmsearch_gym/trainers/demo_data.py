@@ -22,9 +22,10 @@ Why each choice:
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from mmsearch_gym.agents.base import AgentBase, Observation
 from mmsearch_gym.agents.messages import assistant_turns

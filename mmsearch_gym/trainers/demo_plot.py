@@ -9,8 +9,9 @@ horizontal reference lines when known. matplotlib is imported inside (Agg backen
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 PANELS: tuple[tuple[str, Sequence[tuple[str, str]]], ...] = (
     ("reward (train rollouts)", (("reward", "mean reward"),)),

@@ -10,8 +10,9 @@ temperature 1. A greedy evaluation shows only the argmax; this shows the mass RL
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from mmsearch_gym.data.sample import VQASample
 from mmsearch_gym.trainers.demo_data import REASON

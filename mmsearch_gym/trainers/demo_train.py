@@ -23,7 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 from mmsearch_gym.trainers.config import GRPORunConfig, SFTRunConfig
 from mmsearch_gym.trainers.demo_probe import FirstActionExploration
-from mmsearch_gym.trainers.grpo import GRPO_METRIC_ALIASES, MultiTurnGRPOTrainer, grpo_config
+from mmsearch_gym.trainers.grpo import (
+    GRPO_METRIC_ALIASES,
+    MultiTurnGRPOTrainer,
+    grpo_config,
+)
 from mmsearch_gym.trainers.grpo_data import EnvRolloutFunc, env_reward, prompt_dataset
 from mmsearch_gym.trainers.metrics_log import MetricsLogger
 from mmsearch_gym.trainers.rollout import RolloutCollector
