@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import torch
 
-    from mmsearch_gym.trainers.demo import Demo, DemoConfig
+    from mmsearch_gym.benchmarks.demo import Demo, DemoConfig
 
     torch.set_num_threads(args.threads)
 

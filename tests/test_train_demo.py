@@ -14,8 +14,8 @@ pytest.importorskip("matplotlib")
 
 from typer.testing import CliRunner
 
-from mmsearch_gym.trainers.demo import STAGES, TOY, DemoConfig, config_with
-from mmsearch_gym.trainers.demo_data import OverSearchAgent, SuiteScale
+from mmsearch_gym.benchmarks.demo import STAGES, TOY, DemoConfig, config_with
+from mmsearch_gym.benchmarks.demo_data import OverSearchAgent, SuiteScale
 from mmsearch_gym.trainers.demo_plot import moving_average, plot_learning_curves
 
 

@@ -121,7 +121,7 @@ def demo(
     set_: list[str] = typer.Option([], "--set", help="Override a DemoConfig field, e.g. --set grpo_steps=40."),
 ) -> None:
     """Learning to search on CPU: SFT on over-searching demonstrations, then GRPO; base/SFT/GRPO evaluated."""
-    from mmsearch_gym.trainers.demo import TOY, DemoConfig, config_with, run_demo
+    from mmsearch_gym.benchmarks.demo import TOY, DemoConfig, config_with, run_demo
 
     try:
         config = config_with(DemoConfig(seed=seed, threads=threads, **(TOY if toy else {})), set_)

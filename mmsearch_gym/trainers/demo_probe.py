@@ -15,9 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from mmsearch_gym.data.sample import VQASample
-from mmsearch_gym.trainers.demo_data import REASON
 
 ACTIONS = {"answer": "<answer>", "image_search": "<search>", "text_search": "<text_search>"}
+
+REASON = "ok"
+"""The reasoning of every demonstrated turn: one fixed word, so the turn-one choice is the single token
+after `</reason><` (`search`, `answer` or `text`), whose probabilities this module reads."""
 
 
 def _decision(tokenizer: Any) -> tuple[list[int], dict[str, int]]:

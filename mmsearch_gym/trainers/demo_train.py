@@ -1,4 +1,4 @@
-"""The demo's two training stages, built from the trainers' public pieces (`trainers.demo`).
+"""The demo's two training stages, built from the trainers' public pieces (`benchmarks.demo`).
 
 - SFT: the demonstrations' run directory is replayed in the demo's env (`sft.load_episodes`,
   `sft.trajectory_dataset`: images rebuilt and checked against the record) and trained with
@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from mmsearch_gym.trainers.config import GRPORunConfig, SFTRunConfig
 from mmsearch_gym.trainers.demo_probe import FirstActionExploration
@@ -41,8 +41,26 @@ from mmsearch_gym.trainers.sft import (
     trajectory_dataset,
 )
 
-if TYPE_CHECKING:  # pragma: no cover
-    from mmsearch_gym.trainers.demo import Demo
+
+class Demo(Protocol):
+    """What the training stages read from the demo pipeline (`benchmarks.demo.Demo`, which also
+    evaluates, so it lives above trainers): its `DemoConfig`, the regenerated suite (`.train` samples)
+    and the env factory for rollouts."""
+
+    @property
+    def config(self) -> Any: ...
+
+    @property
+    def suite(self) -> Any: ...
+
+    def make_env_factory(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+def use_threads(threads: int) -> None:
+    """Torch's intra-op threads for the whole demo (torch is imported only in trainers)."""
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 def run_sft(demo: Demo, base: Path, demonstrations: Path, out: Path) -> None:

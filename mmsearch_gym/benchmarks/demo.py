@@ -23,6 +23,7 @@ marker), so an interrupted demo resumes. Why the design choices: docs/learning-t
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from mmsearch_gym.checks import require_int, require_number
-from mmsearch_gym.trainers.demo_data import (
+from mmsearch_gym.benchmarks.demo_data import (
     DemoSuite,
     OverSearchAgent,
     SuiteScale,
@@ -266,9 +267,9 @@ class Demo:
         started = time.perf_counter()
         self.out.mkdir(parents=True, exist_ok=True)
         if self.config.threads is not None:
-            import torch
+            from mmsearch_gym.trainers.demo_train import use_threads
 
-            torch.set_num_threads(self.config.threads)
+            use_threads(self.config.threads)
         timings: dict[str, float] = {}
 
         def timed(name: str, call: Callable[[], Any]) -> Any:
@@ -283,7 +284,7 @@ class Demo:
         base = timed("build_model", lambda: self.build_model(demonstrations))
         sft = timed("sft", lambda: self.sft(base, demonstrations))
         grpo = timed("grpo", lambda: self.grpo(sft))
-        stages = {stage: timed(f"eval_{stage}", lambda s=stage, m=model: self.evaluate(s, m))
+        stages = {stage: timed(f"eval_{stage}", functools.partial(self.evaluate, stage, model))
                   for stage, model in (("base", base), ("sft", sft), ("grpo", grpo))}
         results = {
             **stages,

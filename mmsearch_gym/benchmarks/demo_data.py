@@ -1,4 +1,4 @@
-"""Data for the learning-to-search demo (`trainers.demo`): the suite, its web, the prompts, the SFT
+"""Data for the learning-to-search demo (`benchmarks.demo`): the suite, its web, the prompts, the SFT
 demonstrations and the tokenizer's texts.
 
 Why each choice:
@@ -33,9 +33,8 @@ from mmsearch_gym.agents.turns import answer_turn, image_search_turn, text_searc
 from mmsearch_gym.data.sample import VQASample
 from mmsearch_gym.envs.prompts import PromptSet
 from mmsearch_gym.envs.reward import RewardConfig
+from mmsearch_gym.trainers.demo_probe import REASON
 
-REASON = "ok"
-"""The reasoning of every demonstrated turn (see the module docstring)."""
 
 DEMO_PROMPTS = PromptSet(
     round_one="{question}\nAnswer, or search the image.",
