@@ -88,6 +88,28 @@ def test_overrides_are_checked():
     assert DemoConfig(**TOY).suite != SuiteScale() and SuiteScale().is_synth_mini
 
 
+def test_suite_sizes_are_set_with_dotted_keys():
+    config = config_with(DemoConfig(), ["suite.n_train=6000", "suite.n_entities_train=2400", "suite.pool_entities=480",
+                                        "sft_epochs=1.5"])
+    assert config.suite == SuiteScale(n_train=6000, n_entities_train=2400, pool_entities=480)
+    assert config.sft_epochs == 1.5 and config.suite.is_synth_mini  # the test split is still synth-mini's
+    assert not config_with(DemoConfig(), ["suite.n_entities_train=2400"]).suite.is_synth_mini  # pools would grow
+    with pytest.raises(ValueError, match="suite.n_trian"):
+        config_with(DemoConfig(), ["suite.n_trian=5"])
+
+
+def test_pinned_pools_keep_the_test_split_when_the_train_split_grows(tmp_path):
+    """Regression: the fact-value pools were sized by the total entity count, so more train entities
+    changed the test entities' facts (and the test split's hash)."""
+    from mmsearch_gym.data.synth.build import build_suite
+
+    small = build_suite(tmp_path / "small", seed=4, n_test=10, n_train=10, n_entities_test=5, n_entities_train=15,
+                        corpus=False)
+    grown = build_suite(tmp_path / "grown", seed=4, n_test=10, n_train=40, n_entities_test=5, n_entities_train=60,
+                        pool_entities=20, corpus=False)
+    assert grown.test_hash == small.test_hash and grown.train_hash != small.train_hash
+
+
 def test_cli_reports_a_bad_override_in_one_line(tmp_path):
     from mmsearch_gym.commands.train import app
 

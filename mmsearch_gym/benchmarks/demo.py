@@ -314,15 +314,24 @@ def run_demo(out_dir: str | Path, config: DemoConfig = DemoConfig(),
 
 def config_with(base: DemoConfig, overrides: Sequence[str]) -> DemoConfig:
     """`base` with `KEY=VALUE` overrides (CLI `--set`); values are parsed as JSON, else kept as text.
-    ValueError names an unknown key or a bad value."""
-    known = {f.name: f for f in dataclasses.fields(DemoConfig) if f.name != "suite"}
+    Suite sizes are `suite.FIELD=VALUE` (a `SuiteScale` field). ValueError names an unknown key."""
+    known = sorted(f.name for f in dataclasses.fields(DemoConfig) if f.name != "suite")
+    known += sorted(f"suite.{f.name}" for f in dataclasses.fields(SuiteScale))
     values: dict[str, Any] = {}
+    suite: dict[str, Any] = {}
     for item in overrides:
         key, sep, text = item.partition("=")
-        if not sep or key.strip() not in known:
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE with KEY one of {sorted(known)}")
+        key = key.strip()
+        if not sep or key not in known:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE with KEY one of {known}")
         try:
-            values[key.strip()] = json.loads(text)
+            value = json.loads(text)
         except json.JSONDecodeError:
-            values[key.strip()] = text
+            value = text
+        if key.startswith("suite."):
+            suite[key.removeprefix("suite.")] = value
+        else:
+            values[key] = value
+    if suite:
+        values["suite"] = dataclasses.replace(base.suite, **suite)
     return dataclasses.replace(base, **values)

@@ -59,10 +59,17 @@ class SuiteScale:
     n_entities_test: int = 120
     n_entities_train: int = 360
     n_distractors: int | None = None
+    pool_entities: int | None = None
+    """Entities the fact-value pools are sized for (default: all). 480 (synth-mini's) keeps the test split
+    synth-mini's when the train split grows (`--set suite.n_entities_train=2400 --set suite.pool_entities=480`)."""
 
     @property
     def is_synth_mini(self) -> bool:
-        return self == SuiteScale()
+        """Whether the regenerated test split is synth-mini's (the train split may be larger)."""
+        mini = SuiteScale()
+        pools = self.n_entities_test + self.n_entities_train if self.pool_entities is None else self.pool_entities
+        return ((self.seed, self.n_test, self.n_entities_test, pools)
+                == (mini.seed, mini.n_test, mini.n_entities_test, mini.n_entities_test + mini.n_entities_train))
 
 
 @dataclass(frozen=True)
@@ -85,7 +92,8 @@ def build_demo_suite(out_dir: Path, scale: SuiteScale) -> DemoSuite:
     if not marker.is_file():
         build_suite(out_dir, seed=scale.seed, n_test=scale.n_test, n_train=scale.n_train,
                     n_entities_test=scale.n_entities_test, n_entities_train=scale.n_entities_train,
-                    n_distractors=scale.n_distractors, name="synth-mini", overwrite=True)
+                    n_distractors=scale.n_distractors, pool_entities=scale.pool_entities, name="synth-mini",
+                    overwrite=True)
         marker.write_text("ok\n")
     train, test = tuple(read_suite(out_dir / "train")), tuple(read_suite(out_dir / "test"))
     test_hash = dataset_hash(test)

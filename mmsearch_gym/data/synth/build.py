@@ -30,17 +30,19 @@ class SuiteBuild:
 
 def build_suite(out_dir: str | Path, seed: int = 0, n_test: int = 300, n_train: int = 1000,
                 n_entities_test: int = 120, n_entities_train: int = 360, *, name: str = "synth-mini",
-                n_distractors: int | None = None, corpus: bool = True,
+                n_distractors: int | None = None, pool_entities: int | None = None, corpus: bool = True,
                 overwrite: bool = False) -> SuiteBuild:
     """Write `out_dir/test/`, `out_dir/train/` (suite directories, see `suite_io`) and, unless
     `corpus=False`, `out_dir/corpus/` (see `synth.corpus`). Defaults give the bundled synth-mini:
-    300 test questions on 120 entities, 1000 train questions on 360 others."""
+    300 test questions on 120 entities, 1000 train questions on 360 others. `pool_entities` sizes the
+    shared fact-value pools (default: all entities); pinning it to 480 keeps synth-mini's test split
+    byte-identical with more train entities or questions (see `generate_world`)."""
     for label, value in (("n_test", n_test), ("n_train", n_train), ("n_entities_test", n_entities_test),
                          ("n_entities_train", n_entities_train)):
         require_int(label, value, low=1)
     out = Path(out_dir)
     world = generate_world(seed, n_entities_test + n_entities_train, n_test_entities=n_entities_test,
-                           n_distractors=n_distractors)
+                           n_distractors=n_distractors, pool_entities=pool_entities)
     hashes = {}
     for split, count in (("test", n_test), ("train", n_train)):
         samples = generate_questions(world, count, derive_seed(seed, "build", split), split, suite=name)

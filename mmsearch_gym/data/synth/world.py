@@ -209,22 +209,25 @@ def _emblem(seed: int, index: int, hashes: np.ndarray, min_distance: int) -> tup
 
 
 def generate_world(seed: int, n_entities: int, *, n_test_entities: int | None = None,
-                   n_distractors: int | None = None,
+                   n_distractors: int | None = None, pool_entities: int | None = None,
                    min_phash_distance: int = MIN_PHASH_DISTANCE) -> World:
     """A world of `n_entities` fictional entities and `n_distractors` distractors.
 
     The first `n_test_entities` entities (default a quarter) form the test split, the rest train.
     Distractors default to half as many as entities; half of them have names that share the
-    first syllables of an entity's name.
+    first syllables of an entity's name. The shared value pools (cities, regions, rivers) are sized
+    for `pool_entities` (default `n_entities`); the test entities come first, so pinning it keeps
+    the test split identical when only the train split grows (`build_suite(pool_entities=...)`).
     """
     n_entities = require_int("n_entities", n_entities, low=1)
     n_test_entities = require_int("n_test_entities", n_entities // 4 if n_test_entities is None else n_test_entities,
                                   low=0, high=n_entities)
     n_distractors = require_int("n_distractors", n_entities // 2 if n_distractors is None else n_distractors, low=0)
     min_phash_distance = require_int("min_phash_distance", min_phash_distance, low=0, high=32)
+    pool_entities = require_int("pool_entities", n_entities if pool_entities is None else pool_entities, low=1)
 
     registry = NameRegistry(all_template_text())
-    pools = _Pools(seed, n_entities, registry)
+    pools = _Pools(seed, pool_entities, registry)
     kinds = tuple(KINDS)
     entities: list[Entity] = []
     hashes = np.zeros(0, dtype=np.uint64)
