@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import ntpath
 import posixpath
 import stat
 import struct
-import warnings
 import zipfile
 from pathlib import Path
 
@@ -18,21 +16,9 @@ from hypothesis import strategies as st
 from mmsearch_gym.archives import (
     ArchiveError, ArchiveLimits, layout_problems, open_archive, read_member, unsafe_name_reason,
 )
+from zips import zip_bytes as _zip_bytes
 
 STORED_AND_DEFLATED = ArchiveLimits(compression_methods=frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED}))
-
-
-def _zip_bytes(members: list[tuple[str, bytes]], compress: int = zipfile.ZIP_STORED,
-               attrs: dict[str, int] | None = None) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive, warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # duplicate names are written on purpose
-        for name, data in members:
-            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = compress
-            info.external_attr = (attrs or {}).get(name, (stat.S_IFREG | 0o644) << 16)
-            archive.writestr(info, data)
-    return buffer.getvalue()
 
 
 def _write(path: Path, data: bytes) -> Path:

@@ -6,7 +6,6 @@ import hashlib
 import json
 import pickle
 import stat
-import warnings
 import zipfile
 from pathlib import Path
 from typing import Callable
@@ -24,6 +23,7 @@ from mmsearch_gym.cache.bundle import (
 from mmsearch_gym.cache.serialize import canonical_json
 from mmsearch_gym.commands.cache import app
 from mmsearch_gym.search import EncodedImage, SearchItem, SearchResults
+from zips import zip_bytes
 
 BACKEND = "static:bundle-test"
 
@@ -71,13 +71,7 @@ def _members(path: Path) -> dict[str, bytes]:
 
 def _write_zip(path: Path, members: list[tuple[str, bytes]], compress: int = zipfile.ZIP_STORED,
                attrs: dict[str, int] | None = None) -> Path:
-    with zipfile.ZipFile(path, "w") as archive, warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # duplicate names are written on purpose
-        for name, data in members:
-            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = compress
-            info.external_attr = (attrs or {}).get(name, (stat.S_IFREG | 0o644) << 16)
-            archive.writestr(info, data)
+    path.write_bytes(zip_bytes(members, compress, attrs))
     return path
 
 
